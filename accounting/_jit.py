@@ -1,0 +1,16 @@
+"""All numba options in one place, so every kernel compiles the same way.
+
+``cache=True`` writes compiled machine code next to the module (or under
+``NUMBA_CACHE_DIR``) so a CLI run does not pay the JIT cost each time.
+"""
+
+from __future__ import annotations
+
+import numba
+
+JIT_OPTIONS = {"nogil": True, "cache": True, "fastmath": False}
+
+
+def kernel(func):
+    """Compile ``func`` with the project's numba options."""
+    return numba.njit(**JIT_OPTIONS)(func)

@@ -1,0 +1,48 @@
+"""Splitting an invoice in integer cents that always add up to it exactly."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+def largest_remainder(total_cents: int, weights: Mapping[str, int]) -> dict[str, int]:
+    """Split ``total_cents`` in proportion to integer ``weights``.
+
+    Each id first gets floor(total * w / W) cents; the cents left over go one each to the
+    largest remainders, ties broken by id (ascending), so the result is deterministic and
+    sums to ``total_cents``. Exact integer arithmetic throughout. All-zero weights are the
+    caller's case to handle (raises ValueError).
+    """
+    if total_cents < 0:
+        raise ValueError("total_cents must be >= 0")
+    if any(w < 0 for w in weights.values()):
+        raise ValueError("weights must be >= 0")
+    whole = sum(weights.values())
+    if whole == 0:
+        raise ValueError("all weights are zero")
+    shares: dict[str, int] = {}
+    remainders: list[tuple[int, str]] = []
+    for key, w in weights.items():
+        q, r = divmod(total_cents * w, whole)
+        shares[key] = q
+        remainders.append((r, key))
+    left = total_cents - sum(shares.values())
+    remainders.sort(key=lambda item: (-item[0], item[1]))
+    for _, key in remainders[:left]:
+        shares[key] += 1
+    return shares
+
+
+def split_volume(total_cents: int, volumes: Mapping[str, int]) -> tuple[dict[str, int], str | None]:
+    """Volume-proportional shares; equal shares (stated) when nobody has traffic.
+
+    Returns (shares, fallback note or None).
+    """
+    if not volumes:
+        return {}, None
+    if sum(volumes.values()) == 0:
+        return (
+            largest_remainder(total_cents, dict.fromkeys(volumes, 1)),
+            "no member traffic in the month: the invoice is split equally",
+        )
+    return largest_remainder(total_cents, volumes), None

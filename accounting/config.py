@@ -1,0 +1,286 @@
+"""The egress.toml configuration: parsing and validation into frozen dataclasses.
+
+Validation collects every problem before failing, each naming its key and the reason, so
+that one run of ``egress members check`` lists everything to fix.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from collector.errors import EgressError
+
+DEFAULT_CONFIG = "egress.toml"
+CONFIG_ENV = "EGRESS_CONFIG"
+DIRECTION_RULES = ("max", "sum", "in", "out")
+MEMBER_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ConfigError(EgressError):
+    """The configuration cannot be used; ``problems`` lists every reason."""
+
+    def __init__(self, path: Path | str, problems: list[str]) -> None:
+        self.path = str(path)
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{path}: {len(problems)} problem(s) in the configuration:\n{lines}")
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    database: Path
+
+
+@dataclass(frozen=True, slots=True)
+class BillingConfig:
+    timezone: str = "Europe/Paris"
+    bin_seconds: int = 300
+    percentile: int = 95
+    direction: str = "max"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True, slots=True)
+class ContractConfig:
+    monthly_cents: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemberConfig:
+    id: str
+    name: str
+    prefixes: tuple[Network, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: Path
+    storage: StorageConfig
+    billing: BillingConfig
+    contract: ContractConfig
+    members: tuple[MemberConfig, ...]
+
+
+def resolve_config_path(option: str | None) -> Path:
+    """--config, else $EGRESS_CONFIG, else ./egress.toml."""
+    return Path(option or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and validate a TOML configuration file (raises ConfigError)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(path, ["file not found (use --config PATH or EGRESS_CONFIG)"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, [f"cannot be read: {exc}"]) from None
+    return parse_config(text, path)
+
+
+def parse_config(text: str, path: Path | str = DEFAULT_CONFIG) -> Config:
+    """Validate configuration text; relative paths resolve against the file's folder."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, [f"not valid TOML: {exc}"]) from None
+    v = _Validator()
+    v.unknown_keys(raw, {"storage", "billing", "contract", "members"}, "")
+    storage = _storage(v, raw.get("storage", {}), path)
+    billing = _billing(v, raw.get("billing", {}))
+    contract = _contract(v, raw.get("contract"))
+    members = _members(v, raw.get("members", []))
+    if v.problems:
+        raise ConfigError(path, v.problems)
+    return Config(path, storage, billing, contract, members)
+
+
+class _Validator:
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def add(self, key: str, reason: str) -> None:
+        self.problems.append(f"{key}: {reason}")
+
+    def unknown_keys(self, table: dict[str, Any], allowed: set[str], where: str) -> None:
+        for key in table:
+            if key not in allowed:
+                name = f"{where}.{key}" if where else key
+                self.add(name, f"unknown key (allowed here: {', '.join(sorted(allowed))})")
+
+    def table(self, value: Any, key: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            self.add(key, f"must be a table, not {type(value).__name__}")
+            return {}
+        return value
+
+
+def _storage(v: _Validator, raw: Any, path: Path) -> StorageConfig:
+    raw = v.table(raw, "storage")
+    v.unknown_keys(raw, {"database"}, "storage")
+    database = raw.get("database", "egress.duckdb")
+    if not isinstance(database, str) or not database.strip():
+        v.add("storage.database", "must be a non-empty path string")
+        database = "egress.duckdb"
+    db = Path(database).expanduser()
+    if not db.is_absolute():
+        db = path.parent / db
+    return StorageConfig(db)
+
+
+def _billing(v: _Validator, raw: Any) -> BillingConfig:
+    raw = v.table(raw, "billing")
+    v.unknown_keys(raw, {"timezone", "bin_seconds", "percentile", "direction"}, "billing")
+    d = BillingConfig()
+    tz = raw.get("timezone", d.timezone)
+    if not isinstance(tz, str):
+        v.add("billing.timezone", "must be a string such as 'Europe/Paris'")
+        tz = d.timezone
+    else:
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            v.add(
+                "billing.timezone",
+                f"unknown time zone {tz!r} (use an IANA name such as 'Europe/Paris')",
+            )
+            tz = d.timezone
+    bin_seconds = raw.get("bin_seconds", d.bin_seconds)
+    if not _is_int(bin_seconds) or bin_seconds <= 0 or 3600 % bin_seconds:
+        v.add(
+            "billing.bin_seconds",
+            f"must be a whole number of seconds dividing 3600, got {bin_seconds!r}",
+        )
+        bin_seconds = d.bin_seconds
+    percentile = raw.get("percentile", d.percentile)
+    if not _is_int(percentile) or not 1 <= percentile <= 100:
+        v.add("billing.percentile", f"must be a whole number from 1 to 100, got {percentile!r}")
+        percentile = d.percentile
+    direction = raw.get("direction", d.direction)
+    if direction not in DIRECTION_RULES:
+        v.add(
+            "billing.direction", f"must be one of {', '.join(DIRECTION_RULES)}, got {direction!r}"
+        )
+        direction = d.direction
+    return BillingConfig(tz, bin_seconds, percentile, direction)
+
+
+def _contract(v: _Validator, raw: Any) -> ContractConfig:
+    if raw is None:
+        v.add("contract", "missing table: give [contract] monthly_eur = <invoice amount>")
+        return ContractConfig(0)
+    raw = v.table(raw, "contract")
+    v.unknown_keys(raw, {"monthly_eur"}, "contract")
+    if "monthly_eur" not in raw:
+        v.add("contract.monthly_eur", "missing: the operator's monthly invoice in euros")
+        return ContractConfig(0)
+    return ContractConfig(euros_to_cents(v, "contract.monthly_eur", raw["monthly_eur"]))
+
+
+def euros_to_cents(v: _Validator, key: str, value: Any) -> int:
+    """Exact cents from a TOML number (at most two decimals, not negative)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        v.add(key, f"must be a number of euros, got {value!r}")
+        return 0
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        v.add(key, f"not a number: {value!r}")
+        return 0
+    if not amount.is_finite() or amount < 0:
+        v.add(key, f"must be a finite amount >= 0, got {value!r}")
+        return 0
+    cents = amount * 100
+    if cents != cents.to_integral_value():
+        v.add(key, f"has more than two decimals: {value!r}")
+        return 0
+    return int(cents)
+
+
+def _members(v: _Validator, raw: Any) -> tuple[MemberConfig, ...]:
+    if not isinstance(raw, list):
+        v.add("members", "must be an array of tables: [[members]]")
+        return ()
+    members: list[MemberConfig] = []
+    seen_ids: dict[str, int] = {}
+    owner_of: dict[Network, str] = {}
+    for i, entry in enumerate(raw):
+        where = f"members[{i}]"
+        entry = v.table(entry, where)
+        mid = entry.get("id")
+        if isinstance(mid, str):
+            where = f"members[{i}] (id {mid!r})"
+        v.unknown_keys(entry, {"id", "name", "prefixes"}, where)
+        if not isinstance(mid, str) or not MEMBER_ID.match(mid):
+            v.add(
+                f"{where}.id",
+                f"must be 1-64 characters of a-z, 0-9, '.', '_', '-' starting with a letter or digit, got {mid!r}",
+            )
+            mid = None
+        elif mid in seen_ids:
+            v.add(f"{where}.id", f"duplicate member id {mid!r} (also members[{seen_ids[mid]}])")
+        else:
+            seen_ids[mid] = i
+        name = entry.get("name")
+        if not isinstance(name, str) or not name.strip():
+            v.add(f"{where}.name", "must be a non-empty string")
+            name = mid or ""
+        prefixes = entry.get("prefixes", [])
+        networks: list[Network] = []
+        if not isinstance(prefixes, list):
+            v.add(f"{where}.prefixes", "must be a list of strings such as ['10.1.0.0/16']")
+            prefixes = []
+        for j, text in enumerate(prefixes):
+            key = f"{where}.prefixes[{j}]"
+            net = _network(v, key, text)
+            if net is None:
+                continue
+            if net in networks:
+                v.add(key, f"{net} is listed twice for this member")
+                continue
+            other = owner_of.get(net)
+            if other is not None:
+                v.add(key, f"{net} is already claimed by member {other!r}")
+                continue
+            owner_of[net] = mid or where
+            networks.append(net)
+        if mid is not None:
+            members.append(MemberConfig(mid, name, tuple(networks)))
+    return tuple(members)
+
+
+def _network(v: _Validator, key: str, text: Any) -> Network | None:
+    if not isinstance(text, str):
+        v.add(key, f"must be a string such as '10.1.0.0/16', got {text!r}")
+        return None
+    if "/" not in text:
+        v.add(key, f"{text!r} has no prefix length (write e.g. '{text}/32')")
+        return None
+    try:
+        return ipaddress.ip_network(text, strict=True)
+    except ValueError as exc:
+        reason = str(exc)
+        if "host bits set" in reason:
+            fixed = ipaddress.ip_network(text, strict=False)
+            v.add(key, f"{text!r} has host bits set (did you mean '{fixed}'?)")
+        else:
+            v.add(key, f"{text!r} is not a valid IPv4/IPv6 prefix: {reason}")
+        return None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -1,0 +1,46 @@
+"""The member registry compiled for the kernels: ids in row order and their prefix tries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from accounting.config import MemberConfig
+from accounting.lpm import DualTrie
+
+INTERNAL = "internal"
+UNATTRIBUTED = "unattributed"
+
+
+@dataclass(frozen=True, slots=True)
+class MemberTable:
+    """Members in a fixed row order (row i <-> ``ids[i]``) and the LPM tries onto those rows.
+
+    The kernels add two rows after the members: ``size`` for internal traffic and
+    ``size + 1`` for unattributed traffic.
+    """
+
+    ids: tuple[str, ...]
+    names: tuple[str, ...]
+    trie: DualTrie
+
+    @property
+    def size(self) -> int:
+        return len(self.ids)
+
+    def owner_label(self, row: int) -> tuple[str, str]:
+        """(bucket, member id) of an owner row: ('member', id), ('internal', ''), ..."""
+        if row < self.size:
+            return "member", self.ids[row]
+        if row == self.size:
+            return INTERNAL, ""
+        return UNATTRIBUTED, ""
+
+
+def compile_members(members: tuple[MemberConfig, ...] | list[MemberConfig]) -> MemberTable:
+    """Row order is the configuration's order; every prefix points at its member's row."""
+    networks = [(net, row) for row, m in enumerate(members) for net in m.prefixes]
+    return MemberTable(
+        ids=tuple(m.id for m in members),
+        names=tuple(m.name for m in members),
+        trie=DualTrie.from_networks(networks),
+    )

@@ -1,0 +1,282 @@
+"""DuckDB, the system of record: schema, versioned migrations, and the few writes we do.
+
+Tables (see docs/architecture.md for the full description):
+- ``usage``: bytes/packets/flows per (bin_start, bucket, member_id, direction). ``bucket``
+  is 'member', 'internal' or 'unattributed'; ``member_id`` is '' outside 'member';
+  ``direction`` is 'in' (towards the member), 'out' (from the member) or 'none'.
+  Writes add to existing rows (upsert), so late flows for a past bin simply add up.
+- ``sources``: one row per ingested capture, identified by the SHA-256 of its bytes, so a
+  file ingested twice is recognised and not counted twice.
+- ``source_counters``: what each source dropped or adjusted, by reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from accounting.members import INTERNAL, UNATTRIBUTED, MemberTable
+from accounting.usage import UsageRows
+from collector.errors import EgressError
+
+DIRECTIONS = ("in", "out", "none")
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "usage, sources and per-source counters",
+        """
+        CREATE SEQUENCE source_id_seq START 1;
+        CREATE TABLE sources (
+            source_id   INTEGER PRIMARY KEY DEFAULT nextval('source_id_seq'),
+            kind        VARCHAR NOT NULL,
+            name        VARCHAR NOT NULL,
+            sha256      VARCHAR NOT NULL UNIQUE,
+            size_bytes  BIGINT NOT NULL,
+            ingested_at TIMESTAMPTZ NOT NULL,
+            frames      BIGINT NOT NULL,
+            datagrams   BIGINT NOT NULL,
+            flows       BIGINT NOT NULL,
+            first_flow  TIMESTAMPTZ,
+            last_flow   TIMESTAMPTZ
+        );
+        CREATE TABLE source_counters (
+            source_id INTEGER NOT NULL REFERENCES sources (source_id),
+            kind      VARCHAR NOT NULL CHECK (kind IN ('dropped', 'note', 'skipped')),
+            reason    VARCHAR NOT NULL,
+            count     BIGINT NOT NULL,
+            PRIMARY KEY (source_id, kind, reason)
+        );
+        CREATE TABLE usage (
+            bin_start TIMESTAMPTZ NOT NULL,
+            bucket    VARCHAR NOT NULL CHECK (bucket IN ('member', 'internal', 'unattributed')),
+            member_id VARCHAR NOT NULL,
+            direction VARCHAR NOT NULL CHECK (direction IN ('in', 'out', 'none')),
+            bytes     BIGINT NOT NULL,
+            packets   BIGINT NOT NULL,
+            flows     BIGINT NOT NULL,
+            PRIMARY KEY (bin_start, bucket, member_id, direction)
+        );
+        """,
+    ),
+]
+
+
+class StoreError(EgressError):
+    """The database cannot be opened or is not an egress database."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """What an ingested capture contributed (stored in ``sources``)."""
+
+    kind: str
+    name: str
+    sha256: str
+    size_bytes: int
+    frames: int
+    datagrams: int
+    flows: int
+    first_flow_ms: int | None
+    last_flow_ms: int | None
+    dropped: dict[str, int]
+    notes: dict[str, int]
+    skipped: dict[str, int]
+
+
+class Store:
+    """One open DuckDB connection with egress's schema."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path) -> None:
+        self.con = con
+        self.path = path
+
+    @classmethod
+    @contextmanager
+    def open(cls, path: Path | str, *, read_only: bool = False) -> Iterator[Store]:
+        """Open (creating and migrating when writable) and close on exit."""
+        path = Path(path)
+        if read_only and not path.exists():
+            raise StoreError(
+                f"{path}: no such database (run 'egress ingest' or 'egress collect' first)"
+            )
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+        except duckdb.Error as exc:
+            raise StoreError(f"{path}: cannot open the database: {exc}") from None
+        store = cls(con, path)
+        try:
+            if read_only:
+                store._check_schema()
+            else:
+                store.migrate()
+            yield store
+        finally:
+            con.close()
+
+    def _one(self, sql: str, params: list | None = None) -> tuple | None:
+        """First row of a query; always consumes the whole result (DuckDB 2 requires it)."""
+        rows = self.con.execute(sql, params or []).fetchall()
+        return rows[0] if rows else None
+
+    def schema_version(self) -> int:
+        exists = self._one(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
+        )[0]
+        if not exists:
+            return 0
+        return int(self._one("SELECT coalesce(max(version), 0) FROM schema_migrations")[0])
+
+    def _check_schema(self) -> None:
+        version = self.schema_version()
+        if version == 0:
+            raise StoreError(f"{self.path}: not an egress database (no schema_migrations table)")
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"{self.path}: database schema {version} is newer than this egress ({len(MIGRATIONS)})"
+            )
+
+    def migrate(self) -> None:
+        """Apply the migrations this database has not seen, each in its own transaction."""
+        self.con.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version INTEGER PRIMARY KEY, description VARCHAR NOT NULL,"
+            " applied_at TIMESTAMPTZ NOT NULL)"
+        )
+        current = self.schema_version()
+        if current > len(MIGRATIONS):
+            raise StoreError(
+                f"{self.path}: database schema {current} is newer than this egress ({len(MIGRATIONS)})"
+            )
+        for version, (description, sql) in enumerate(MIGRATIONS, start=1):
+            if version <= current:
+                continue
+            self.con.execute("BEGIN TRANSACTION")
+            try:
+                self.con.execute(sql)
+                self.con.execute(
+                    "INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                    [version, description, datetime.now(UTC)],
+                )
+                self.con.execute("COMMIT")
+            except Exception:
+                self.con.execute("ROLLBACK")
+                raise
+
+    def find_source(self, sha256: str) -> tuple[int, str, datetime] | None:
+        """(source_id, name, ingested_at) of an already ingested source with this hash."""
+        row = self._one(
+            "SELECT source_id, name, ingested_at FROM sources WHERE sha256 = ?", [sha256]
+        )
+        return None if row is None else (row[0], row[1], row[2])
+
+    def commit_source(self, source: SourceRecord, usage: pl.DataFrame) -> int:
+        """Record a source and add its usage, atomically. Returns the new source id."""
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            source_id = self._one(
+                "INSERT INTO sources (kind, name, sha256, size_bytes, ingested_at, frames,"
+                " datagrams, flows, first_flow, last_flow) VALUES (?,?,?,?,?,?,?,?,?,?)"
+                " RETURNING source_id",
+                [
+                    source.kind,
+                    source.name,
+                    source.sha256,
+                    source.size_bytes,
+                    datetime.now(UTC),
+                    source.frames,
+                    source.datagrams,
+                    source.flows,
+                    _ms_to_datetime(source.first_flow_ms),
+                    _ms_to_datetime(source.last_flow_ms),
+                ],
+            )[0]
+            counters = [
+                (source_id, kind, reason, int(count))
+                for kind, table in (
+                    ("dropped", source.dropped),
+                    ("note", source.notes),
+                    ("skipped", source.skipped),
+                )
+                for reason, count in sorted(table.items())
+                if count
+            ]
+            if counters:
+                con.executemany("INSERT INTO source_counters VALUES (?, ?, ?, ?)", counters)
+            self._add_usage(usage)
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        return int(source_id)
+
+    def _add_usage(self, usage: pl.DataFrame) -> None:
+        if usage.height == 0:
+            return
+        self.con.register("incoming_usage", usage)
+        try:
+            self.con.execute(
+                "INSERT INTO usage SELECT bin_start, bucket, member_id, direction, bytes, packets, flows"
+                " FROM incoming_usage"
+                " ON CONFLICT (bin_start, bucket, member_id, direction) DO UPDATE SET"
+                " bytes = usage.bytes + excluded.bytes,"
+                " packets = usage.packets + excluded.packets,"
+                " flows = usage.flows + excluded.flows"
+            )
+        finally:
+            self.con.unregister("incoming_usage")
+
+    def usage_between(self, start: datetime, end: datetime) -> pl.DataFrame:
+        """Usage rows with start <= bin_start < end, as a polars DataFrame."""
+        return self.con.sql(
+            "SELECT bin_start, bucket, member_id, direction, bytes, packets, flows FROM usage"
+            " WHERE bin_start >= ? AND bin_start < ? ORDER BY bin_start, bucket, member_id, direction",
+            params=[start, end],
+        ).pl()
+
+    def counters_between(self, start: datetime, end: datetime) -> pl.DataFrame:
+        """Drop/adjustment counters of sources whose flows overlap [start, end)."""
+        return self.con.sql(
+            "SELECT c.kind, c.reason, sum(c.count)::BIGINT AS count FROM source_counters c"
+            " JOIN sources s USING (source_id)"
+            " WHERE s.last_flow >= ? AND s.first_flow < ? GROUP BY ALL ORDER BY ALL",
+            params=[start, end],
+        ).pl()
+
+    def data_range(self) -> tuple[datetime, datetime] | None:
+        row = self._one("SELECT min(bin_start), max(bin_start) FROM usage")
+        return None if row[0] is None else (row[0], row[1])
+
+
+def usage_frame(rows: UsageRows, table: MemberTable) -> pl.DataFrame:
+    """UsageRows (owner rows as integers) to the labelled frame the ``usage`` table takes."""
+    n_members = table.size
+    labels = np.array([*table.ids, "", ""], dtype=object)
+    buckets = np.array(["member"] * n_members + [INTERNAL, UNATTRIBUTED], dtype=object)
+    owner = rows.owner.astype(np.int64)
+    return pl.DataFrame(
+        {
+            "bin_start": pl.Series(rows.bin_start_ms, dtype=pl.Int64)
+            .cast(pl.Datetime("ms"))
+            .dt.replace_time_zone("UTC"),
+            "bucket": pl.Series(buckets[owner].tolist(), dtype=pl.String),
+            "member_id": pl.Series(labels[owner].tolist(), dtype=pl.String),
+            "direction": pl.Series(
+                np.array(DIRECTIONS, dtype=object)[rows.direction].tolist(), dtype=pl.String
+            ),
+            "bytes": rows.bytes,
+            "packets": rows.packets,
+            "flows": rows.flows,
+        }
+    )
+
+
+def _ms_to_datetime(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)

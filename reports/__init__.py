@@ -1,0 +1,1 @@
+"""reports: the `egress` command line and the monthly report renderings."""

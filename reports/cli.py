@@ -1,0 +1,254 @@
+"""The ``egress`` command line: a thin click layer over accounting and reports.
+
+Commands import their machinery lazily so that ``egress --help`` (and commands that only
+read the store) never pay for numba. Every expected failure is an EgressError and prints
+as ``Error: <message>`` with exit status 1; click's own usage errors exit with 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn EgressError (and a locked database) into a message and exit status 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from collector.errors import EgressError
+
+        try:
+            return func(*args, **kwargs)
+        except EgressError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+def config_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--config",
+        "-c",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Configuration file [default: $EGRESS_CONFIG, else ./egress.toml].",
+    )(func)
+
+
+def _load(config_path: Path | None):
+    from accounting.config import load_config, resolve_config_path
+
+    return load_config(resolve_config_path(str(config_path) if config_path else None))
+
+
+def _interactive() -> bool:
+    return sys.stderr.isatty()
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(package_name="egress", prog_name="egress")
+def main() -> None:
+    """Traffic accounting for a shared internet egress.
+
+    Ingest NetFlow/IPFIX exports, attribute every byte to a member of the network, and
+    share the operator's monthly invoice fairly.
+
+    \b
+    Examples:
+      egress demo                          # synthetic capture -> database -> report
+      egress members check -c egress.toml
+      egress ingest exports.pcap
+      egress report --month 2026-11 --format json
+    """
+
+
+@main.command(context_settings=CONTEXT)
+@config_option
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@friendly_errors
+def ingest(config_path: Path | None, files: tuple[Path, ...], quiet: bool) -> None:
+    """Ingest NetFlow capture files (pcap or pcapng) into the database.
+
+    Each file is committed in one transaction. A file already ingested (same SHA-256)
+    is reported and skipped, so running the same command twice never counts twice.
+
+    \b
+    Example:
+      egress ingest -c egress.toml router1-2026-11-05.pcap router2-2026-11-05.pcapng
+    """
+    from accounting.ingest import ingest_file
+    from accounting.members import compile_members
+    from accounting.store import Store
+    from reports.summary import format_ingest_summary
+
+    config = _load(config_path)
+    table = compile_members(config.members)
+    with Store.open(config.storage.database) as store:
+        for path in files:
+            if _interactive() and not quiet:
+                with click.progressbar(
+                    length=path.stat().st_size, label=f"{path.name}", file=sys.stderr
+                ) as bar:
+                    seen = [0]
+
+                    def advance(done: int, bar=bar, seen=seen) -> None:
+                        bar.update(done - seen[0])
+                        seen[0] = done
+
+                    summary = ingest_file(path, config, store, table=table, progress=advance)
+            else:
+                summary = ingest_file(path, config, store, table=table)
+            if not quiet:
+                click.echo(format_ingest_summary(summary))
+
+
+@main.command(context_settings=CONTEXT)
+@config_option
+@click.option("--month", "-m", required=True, help="Local calendar month, YYYY-MM.")
+@click.option(
+    "--format",
+    "-f",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to a file instead of stdout.",
+)
+@friendly_errors
+def report(config_path: Path | None, month: str, fmt: str, output: Path | None) -> None:
+    """Print a month's per-member usage, 95th percentiles and invoice shares.
+
+    \b
+    Examples:
+      egress report --month 2026-11
+      egress report --month 2026-11 --format json -o 2026-11.json
+      egress report --month 2026-11 --format csv > 2026-11.csv
+    """
+    from accounting.bins import parse_month
+
+    parse_month(month)  # a bad --month is reported before anything is opened
+    config = _load(config_path)
+    from accounting.store import Store
+    from reports.monthly import build_report
+
+    with Store.open(config.storage.database, read_only=True) as store:
+        result = build_report(config, store, month)
+    if fmt == "json":
+        from reports.render.json import render_json as render
+    elif fmt == "csv":
+        from reports.render.csv import render_csv as render
+    else:
+        from reports.render.table import render_table as render
+    text = render(result)
+    if output:
+        output.write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)
+
+
+@main.group(context_settings=CONTEXT)
+def members() -> None:
+    """Inspect and validate the member registry.
+
+    \b
+    Examples:
+      egress members check -c egress.toml
+      egress members list
+    """
+
+
+@members.command("check", context_settings=CONTEXT)
+@config_option
+@friendly_errors
+def members_check(config_path: Path | None) -> None:
+    """Validate the configuration; list every problem with its key and reason.
+
+    \b
+    Example:
+      egress members check -c /etc/egress/egress.toml
+    """
+    config = _load(config_path)
+    n_prefixes = sum(len(m.prefixes) for m in config.members)
+    click.echo(f"{config.path}: OK, {len(config.members)} members, {n_prefixes} prefixes")
+
+
+@members.command("list", context_settings=CONTEXT)
+@config_option
+@friendly_errors
+def members_list(config_path: Path | None) -> None:
+    """List the members and their prefixes.
+
+    \b
+    Example:
+      egress members list -c egress.toml
+    """
+    config = _load(config_path)
+    for m in config.members:
+        click.echo(f"{m.id}\t{m.name}\t{' '.join(str(p) for p in m.prefixes)}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("egress-demo"),
+    show_default=True,
+    help="Where to write the capture, the configuration and the database.",
+)
+@click.option("--members", "n_members", default=20, show_default=True, help="Synthetic members.")
+@click.option("--flows", default=50_000, show_default=True, help="Synthetic flows.")
+@friendly_errors
+def demo(directory: Path, n_members: int, flows: int) -> None:
+    """Run the whole job on a synthetic NetFlow v5 capture: no router needed.
+
+    Generates a capture of two simulated routers (one sampling 1:10, one whose uptime
+    wraps), writes a matching egress.toml, ingests the capture into a local DuckDB file
+    and prints the month's report.
+
+    \b
+    Example:
+      egress demo --dir /tmp/egress-demo && egress report -c /tmp/egress-demo/egress.toml -m 2026-11
+    """
+    if not 1 <= n_members <= 16_384:
+        raise click.BadParameter("must be from 1 to 16384", param_hint="--members")
+    if flows < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--flows")
+    from accounting.config import load_config
+    from accounting.ingest import ingest_file
+    from accounting.store import Store
+    from collector.synth.model import TrafficSpec
+    from collector.synth.scenario import v5_scenario
+    from reports.monthly import build_report
+    from reports.render.table import render_table
+    from reports.summary import format_ingest_summary
+
+    scenario = v5_scenario(directory, members=n_members, spec=TrafficSpec(flows=flows))
+    click.echo(f"wrote {scenario.capture} ({scenario.datagrams} datagrams) and {scenario.config}")
+    config = load_config(scenario.config)
+    with Store.open(config.storage.database) as store:
+        click.echo(format_ingest_summary(ingest_file(scenario.capture, config, store)))
+        click.echo("")
+        click.echo(render_table(build_report(config, store, "2026-11")), nl=False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,1 @@
+"""Renderers of a monthly report: table, CSV, JSON."""
