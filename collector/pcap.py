@@ -129,6 +129,8 @@ def read_datagrams(
         if isinstance(f, _HashingReader):
             f.drain()
     stats.skipped["ip_fragment_incomplete"] += reassembler.pending_count()
+    for reason in [r for r, c in stats.skipped.items() if not c]:
+        del stats.skipped[reason]
 
 
 class Hasher(Protocol):

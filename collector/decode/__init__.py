@@ -57,9 +57,10 @@ class Decoder:
         exporter_of_datagram = exporter_of_datagram.reshape(-1)
         too_short = batch.lengths < 2
         dropped["short_datagram"] += int(too_short.sum())
-        first = np.where(too_short, 0, batch.offsets)
-        version = (batch.buffer[first].astype(np.int64) << 8) | batch.buffer[first + 1]
-        version = np.where(too_short, -1, version)
+        version = np.full(n, -1, dtype=np.int64)
+        long_enough = np.flatnonzero(~too_short)
+        at = batch.offsets[long_enough]
+        version[long_enough] = (batch.buffer[at].astype(np.int64) << 8) | batch.buffer[at + 1]
         by_version = Counter(
             {int(v): int(c) for v, c in zip(*np.unique(version, return_counts=True), strict=True)}
         )
@@ -85,8 +86,8 @@ class Decoder:
             exporters=exporters.astype(np.uint64),
             datagrams=n,
             datagrams_by_version=by_version,
-            dropped=dropped,
-            notes=notes,
+            dropped=+dropped,
+            notes=+notes,
             first_export_ms=int(times.min()) if len(times) else None,
             last_export_ms=int(times.max()) if len(times) else None,
         )

@@ -1,0 +1,288 @@
+"""The numba kernels against the slow references of tests/reference.py, on generated inputs."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+
+import numpy as np
+import reference
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from accounting.attribution import (
+    MAX_FLOW_SPAN_MS,
+    Attributed,
+    bin_usage,
+    bounded_times,
+    classify_flows,
+    scaled_counts,
+)
+from accounting.config import MemberConfig
+from accounting.lpm import DualTrie, build_trie
+from accounting.members import compile_members
+from collector.batch import FlowBatch
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def v4_networks(draw, max_size=40):
+    """Random IPv4 prefixes of any length, nested and overlapping, distinct, with values."""
+    raw = draw(
+        st.lists(
+            st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 32)), min_size=0, max_size=max_size
+        )
+    )
+    nets = {}
+    for addr, length in raw:
+        net = ipaddress.IPv4Network((addr, length), strict=False)
+        nets.setdefault(net, len(nets))
+    return list(nets.items())
+
+
+@st.composite
+def v6_networks(draw, max_size=30):
+    raw = draw(
+        st.lists(
+            st.tuples(st.integers(0, 2**128 - 1), st.integers(0, 128)),
+            min_size=0,
+            max_size=max_size,
+        )
+    )
+    nets = {}
+    for addr, length in raw:
+        net = ipaddress.IPv6Network((addr, length), strict=False)
+        nets.setdefault(net, len(nets))
+    return list(nets.items())
+
+
+def _probe_addresses(networks, bits, draw_ints):
+    """Addresses inside, at the edges of, and outside the networks."""
+    probes = list(draw_ints)
+    for net, _ in networks:
+        probes += [int(net.network_address), int(net.broadcast_address)]
+        if int(net.network_address) > 0:
+            probes.append(int(net.network_address) - 1)
+        if int(net.broadcast_address) < 2**bits - 1:
+            probes.append(int(net.broadcast_address) + 1)
+    return probes
+
+
+@SETTINGS
+@given(v4_networks(), st.lists(st.integers(0, 2**32 - 1), max_size=50))
+def test_ipv4_trie_matches_reference(networks, extra):
+    trie = build_trie(32, [(int(n.network_address), n.prefixlen, v) for n, v in networks])
+    for a in _probe_addresses(networks, 32, extra):
+        assert trie.lookup(a) == reference.lpm(networks, ipaddress.IPv4Address(a)), hex(a)
+
+
+@SETTINGS
+@given(v6_networks(), st.lists(st.integers(0, 2**128 - 1), max_size=50))
+def test_ipv6_trie_matches_reference(networks, extra):
+    trie = build_trie(128, [(int(n.network_address), n.prefixlen, v) for n, v in networks])
+    for a in _probe_addresses(networks, 128, extra):
+        assert trie.lookup(a) == reference.lpm(networks, ipaddress.IPv6Address(a)), hex(a)
+
+
+def _members_from(networks):
+    """Spread networks over a few members (value = member row)."""
+    members = {}
+    for net, value in networks:
+        members.setdefault(value % 5, []).append(net)
+    configs = [MemberConfig(f"m{i}", f"M{i}", tuple(members.get(i, ()))) for i in range(5)]
+    return configs, [(net, value % 5) for net, value in networks]
+
+
+@SETTINGS
+@given(
+    v4_networks(max_size=25),
+    v6_networks(max_size=15),
+    st.lists(
+        st.tuples(st.booleans(), st.integers(0, 2**128 - 1), st.integers(0, 2**128 - 1)),
+        min_size=1,
+        max_size=80,
+    ),
+)
+def test_classify_kernel_matches_reference(nets4, nets6, flows):
+    configs, owned = _members_from(nets4 + [(n, v + 1000) for n, v in nets6])
+    table = compile_members(configs)
+    n = len(flows)
+    batch = FlowBatch.allocate(n, ipv6=True)
+    srcs, dsts = [], []
+    for i, (is_v6, a, b) in enumerate(flows):
+        if is_v6:
+            batch.ip_version[i] = 6
+            batch.source_ipv6_address[i] = (a >> 64, a & (2**64 - 1))
+            batch.destination_ipv6_address[i] = (b >> 64, b & (2**64 - 1))
+            srcs.append(ipaddress.IPv6Address(a))
+            dsts.append(ipaddress.IPv6Address(b))
+        else:
+            a32, b32 = a % 2**32, b % 2**32
+            batch.ip_version[i] = 4
+            batch.source_ipv4_address[i] = a32
+            batch.destination_ipv4_address[i] = b32
+            srcs.append(ipaddress.IPv4Address(a32))
+            dsts.append(ipaddress.IPv4Address(b32))
+    got = classify_flows(batch, table)
+    for i in range(n):
+        want = reference.classify(
+            reference.lpm(owned, srcs[i]), reference.lpm(owned, dsts[i]), table.size
+        )
+        assert (int(got.owner[i]), int(got.direction[i])) == want
+
+
+def test_ipv4_mapped_ipv6_addresses_use_the_ipv4_table():
+    table = compile_members([MemberConfig("a", "A", (ipaddress.ip_network("10.1.0.0/16"),))])
+    batch = FlowBatch.allocate(1, ipv6=True)
+    batch.source_ipv6_address[0] = (0, 0xFFFF_0A01_0203)  # ::ffff:10.1.2.3
+    batch.destination_ipv6_address[0] = (0x2A00 << 48, 1)
+    got = classify_flows(batch, table)
+    assert (int(got.owner[0]), int(got.direction[0])) == (0, reference.DIR_OUT)
+    assert table.trie.lookup("::ffff:10.1.2.3") == 0
+
+
+flow_strategy = st.tuples(
+    st.integers(0, 6),  # owner row (5 members + internal + unattributed)
+    st.integers(0, 2),  # direction
+    st.integers(0, 2**40),  # bytes
+    st.integers(0, 2**20),  # packets
+    st.integers(1_700_000_000_000, 1_700_000_000_000 + 3 * 86_400_000),  # start
+    st.one_of(
+        st.integers(0, 0),
+        st.integers(0, 2_000),
+        st.integers(0, 3_600_000),
+        st.integers(0, MAX_FLOW_SPAN_MS),
+    ),  # duration
+)
+
+
+@SETTINGS
+@given(
+    st.lists(flow_strategy, min_size=1, max_size=60),
+    st.sampled_from([60_000, 300_000, 3_600_000]),
+)
+def test_spread_kernel_matches_reference(flows, bin_ms):
+    owner = np.array([f[0] for f in flows], np.int32)
+    direction = np.array([f[1] for f in flows], np.int8)
+    octets = np.array([f[2] for f in flows], np.int64)
+    packets = np.array([f[3] for f in flows], np.int64)
+    start = np.array([f[4] for f in flows], np.int64)
+    end = start + np.array([f[5] for f in flows], np.int64)
+    rows = bin_usage(
+        Attributed(owner, direction), octets, packets, start, end, n_rows=7, bin_ms=bin_ms
+    )
+    got = {
+        (int(b), int(o), int(d)): [int(x), int(p), int(f)]
+        for b, o, d, x, p, f in zip(
+            rows.bin_start_ms,
+            rows.owner,
+            rows.direction,
+            rows.bytes,
+            rows.packets,
+            rows.flows,
+            strict=True,
+        )
+    }
+    want = reference.usage(
+        [
+            {
+                "owner": f[0],
+                "direction": f[1],
+                "bytes": f[2],
+                "packets": f[3],
+                "start": f[4],
+                "end": f[4] + f[5],
+            }
+            for f in flows
+        ],
+        7,
+        bin_ms,
+    )
+    assert got == want
+    assert int(rows.bytes.sum()) == int(octets.sum())
+    assert int(rows.flows.sum()) == len(flows)
+
+
+def test_spread_splits_a_flow_spanning_three_bins_exactly():
+    # 1,000 bytes over 600 s starting 100 s into a bin: 200 s, 300 s, 100 s of it per bin.
+    start = 1_700_000_100_000 - (1_700_000_100_000 % 300_000) + 100_000
+    rows = bin_usage(
+        Attributed(np.array([0], np.int32), np.array([0], np.int8)),
+        np.array([1000], np.int64),
+        np.array([7], np.int64),
+        np.array([start], np.int64),
+        np.array([start + 600_000], np.int64),
+        n_rows=3,
+        bin_ms=300_000,
+    )
+    assert rows.bytes.tolist() == [333, 500, 167]
+    assert rows.packets.tolist() == [2, 3, 2]
+    assert rows.flows.tolist() == [1, 0, 0]
+
+
+def test_flows_far_apart_in_time_use_several_windows():
+    # Two flows a year apart would need a huge dense cube: the wrapper splits them.
+    bin_ms = 300_000
+    start = np.array([0, 365 * 86_400_000, 5 * 365 * 86_400_000], np.int64)
+    rows = bin_usage(
+        Attributed(np.array([0, 1, 0], np.int32), np.array([0, 1, 2], np.int8)),
+        np.array([10, 20, 30], np.int64),
+        np.array([1, 2, 3], np.int64),
+        start,
+        start + 1_000,
+        n_rows=2000,
+        bin_ms=bin_ms,
+    )
+    assert sorted(zip(rows.bin_start_ms.tolist(), rows.bytes.tolist(), strict=True)) == [
+        (0, 10),
+        (365 * 86_400_000 // bin_ms * bin_ms, 20),
+        (5 * 365 * 86_400_000 // bin_ms * bin_ms, 30),
+    ]
+
+
+def test_sampling_multiplies_counts_and_unknown_rates_are_noted():
+    batch = FlowBatch.allocate(3)
+    batch.octet_delta_count[:] = [100, 100, 100]
+    batch.packet_delta_count[:] = [1, 2, 3]
+    batch.sampling_interval[:] = [1, 1000, 0]
+    notes = Counter()
+    octets, packets = scaled_counts(batch, notes)
+    assert octets.tolist() == [100, 100_000, 100]
+    assert packets.tolist() == [1, 2000, 3]
+    assert notes == {"sampling_rate_unknown": 1}
+
+
+def test_absurd_counts_saturate_and_are_noted():
+    batch = FlowBatch.allocate(1)
+    batch.octet_delta_count[:] = [2**64 - 1]
+    batch.packet_delta_count[:] = [1]
+    batch.sampling_interval[:] = [1000]
+    notes = Counter()
+    octets, _ = scaled_counts(batch, notes)
+    assert octets[0] > 0 and notes["count_overflow_saturated"] == 1
+
+
+def test_overlong_flows_are_clamped_keeping_their_bytes():
+    batch = FlowBatch.allocate(2)
+    batch.flow_start_milliseconds[:] = [0, 0]
+    batch.flow_end_milliseconds[:] = [1000, 10 * MAX_FLOW_SPAN_MS]
+    notes = Counter()
+    start, end = bounded_times(batch, notes)
+    assert start.tolist() == [0, 9 * MAX_FLOW_SPAN_MS]
+    assert end.tolist() == [1000, 10 * MAX_FLOW_SPAN_MS]
+    assert notes == {"flow_span_clamped": 1}
+
+
+def test_dual_trie_lookup_by_text():
+    trie = DualTrie.from_networks(
+        [
+            (ipaddress.ip_network("10.0.0.0/8"), 0),
+            (ipaddress.ip_network("10.1.0.0/16"), 1),
+            (ipaddress.ip_network("2001:db8::/32"), 2),
+        ]
+    )
+    assert trie.lookup("10.2.3.4") == 0
+    assert trie.lookup("10.1.3.4") == 1
+    assert trie.lookup("2001:db8::1") == 2
+    assert trie.lookup("192.0.2.1") == -1
