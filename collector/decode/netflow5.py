@@ -126,36 +126,37 @@ def uptime_age(sys_uptime: np.ndarray, stamp: np.ndarray) -> np.ndarray:
 
 
 def to_flow_batch(decoded: V5Records, exporter_index: np.ndarray, notes: Counter) -> FlowBatch:
-    """Map decoded v5 records onto the common FlowBatch columns.
+    """Map decoded v5 records onto the common FlowBatch columns (one compiled pass).
 
     ``exporter_index`` gives, per accepted datagram, the index of its exporter. Records
     whose end precedes their start are kept (their bytes count) with start := end, and
     noted in ``notes``.
     """
-    rec = decoded.records
-    dg = decoded.datagram_of_record
+    from collector.decode._v5kernel import convert_v5
+
+    n = len(decoded.records)
+    out = FlowBatch.allocate(n)
+    if n == 0:
+        return out
     headers = decoded.headers
-    export_ms = export_milliseconds(headers)[dg]
-    uptime = headers["sys_uptime"][dg]
-    start = export_ms - uptime_age(uptime, rec["first"])
-    end = export_ms - uptime_age(uptime, rec["last"])
-    inverted = end < start
-    if inverted.any():
-        notes["v5_end_before_start"] += int(inverted.sum())
-        start = np.where(inverted, end, start)
-    n = len(rec)
-    return FlowBatch(
-        ip_version=np.full(n, 4, np.uint8),
-        source_ipv4_address=rec["srcaddr"].astype(np.uint32),
-        destination_ipv4_address=rec["dstaddr"].astype(np.uint32),
-        octet_delta_count=rec["dOctets"].astype(np.uint64),
-        packet_delta_count=rec["dPkts"].astype(np.uint64),
-        sampling_interval=sampling_rate(headers)[dg],
-        flow_start_milliseconds=start,
-        flow_end_milliseconds=end,
-        ingress_interface=rec["input"].astype(np.uint32),
-        egress_interface=rec["output"].astype(np.uint32),
-        exporter_index=exporter_index.astype(np.int32)[dg],
-        source_ipv6_address=np.zeros((0, 2), np.uint64),
-        destination_ipv6_address=np.zeros((0, 2), np.uint64),
+    inverted = convert_v5(
+        decoded.records.view(np.uint8).reshape(n, RECORD_LEN),
+        decoded.datagram_of_record,
+        export_milliseconds(headers),
+        headers["sys_uptime"].astype(np.int64),
+        sampling_rate(headers),
+        np.asarray(exporter_index, dtype=np.int32),
+        out.source_ipv4_address,
+        out.destination_ipv4_address,
+        out.octet_delta_count,
+        out.packet_delta_count,
+        out.flow_start_milliseconds,
+        out.flow_end_milliseconds,
+        out.ingress_interface,
+        out.egress_interface,
+        out.sampling_interval,
+        out.exporter_index,
     )
+    if inverted:
+        notes["v5_end_before_start"] += int(inverted)
+    return out
