@@ -13,6 +13,15 @@ Times are absolute unix milliseconds (int64), already resolved from whatever the
 carried (sysUpTime offsets, absolute seconds, deltas...). Counts are the raw exported
 (possibly sampled) counts; ``sampling_interval`` says how many packets each sampled one
 stands for (1 = unsampled, 0 = unknown).
+
+Columns added for NetFlow v9 / IPFIX (optional in the constructor: left out, they are
+zeros, so v5 code that builds a FlowBatch need not know them):
+
+- ``vlan_id`` (uint16): IANA vlanId (58), else dot1qVlanId (243); 0 = not exported.
+- ``flow_direction`` (uint8): IANA flowDirection (61) **plus one**: 0 = not exported,
+  1 = ingress, 2 = egress (so that the zero default means "unknown").
+- ``time_source`` (uint8): 0 = times come from the record's own time fields, 1 = the
+  record carried no usable time and both times are the export time (``TIME_FROM_EXPORT``).
 """
 
 from __future__ import annotations
@@ -34,7 +43,17 @@ FLOW_COLUMNS: dict[str, np.dtype] = {
     "ingress_interface": np.dtype(np.uint32),
     "egress_interface": np.dtype(np.uint32),
     "exporter_index": np.dtype(np.int32),
+    "vlan_id": np.dtype(np.uint16),
+    "flow_direction": np.dtype(np.uint8),
+    "time_source": np.dtype(np.uint8),
 }
+# Columns a constructor may leave out (they default to zeros of the batch's length).
+OPTIONAL_COLUMNS = ("vlan_id", "flow_direction", "time_source")
+TIME_FROM_RECORD = 0
+TIME_FROM_EXPORT = 1
+FLOW_DIRECTION_UNKNOWN = 0
+FLOW_DIRECTION_INGRESS = 1
+FLOW_DIRECTION_EGRESS = 2
 IPV6_COLUMNS = ("source_ipv6_address", "destination_ipv6_address")
 
 
@@ -55,9 +74,15 @@ class FlowBatch:
     exporter_index: np.ndarray
     source_ipv6_address: np.ndarray
     destination_ipv6_address: np.ndarray
+    vlan_id: np.ndarray | None = None
+    flow_direction: np.ndarray | None = None
+    time_source: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.ip_version)
+        for name in OPTIONAL_COLUMNS:
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, np.zeros(n, FLOW_COLUMNS[name]))
         for name, dtype in FLOW_COLUMNS.items():
             col = getattr(self, name)
             if col.dtype != dtype or col.shape != (n,):

@@ -1,4 +1,4 @@
-"""numba kernel: NetFlow v5 record bytes to native FlowBatch columns in one pass.
+"""numba kernel: NetFlow v5 records, read in place, to native FlowBatch columns.
 
 numpy's astype over big-endian fields strided by 48 bytes costs ~5 ns per field per record
 (67 ns per record for the columns we need, measured); reading the bytes once in a compiled
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from collector._jit import kernel
+from collector._jit import inline_kernel, kernel
 
 
-@kernel
+@inline_kernel
 def _be32(r, at):
     return (
         (np.int64(r[at]) << 24)
@@ -22,7 +22,7 @@ def _be32(r, at):
     )
 
 
-@kernel
+@inline_kernel
 def _signed_age(uptime, stamp):
     """sysUpTime difference as a signed 32-bit number of milliseconds (wrap-safe)."""
     age = (uptime - stamp) & 0xFFFFFFFF
@@ -33,8 +33,9 @@ def _signed_age(uptime, stamp):
 
 @kernel
 def convert_v5(
-    raw,
-    datagram_of_record,
+    buffer,
+    record_offsets,
+    counts,
     export_ms,
     uptime,
     rate,
@@ -50,28 +51,31 @@ def convert_v5(
     sampling,
     exporter_out,
 ):
-    """Fill the output columns from raw (n, 48) record bytes; returns the inverted count.
+    """Fill the output columns from the records of each datagram, read in place.
 
-    A record whose end precedes its start keeps its counts with start := end.
+    Returns how many records had an end before their start (kept, with start := end).
     """
     inverted = 0
-    for i in range(raw.shape[0]):
-        r = raw[i]
-        d = datagram_of_record[i]
-        src[i] = _be32(r, 0)
-        dst[i] = _be32(r, 4)
-        ingress[i] = (np.int64(r[12]) << 8) | np.int64(r[13])
-        egress[i] = (np.int64(r[14]) << 8) | np.int64(r[15])
-        packets[i] = _be32(r, 16)
-        octets[i] = _be32(r, 20)
+    i = 0
+    for d in range(record_offsets.shape[0]):
         up = uptime[d]
-        s = export_ms[d] - _signed_age(up, _be32(r, 24))
-        e = export_ms[d] - _signed_age(up, _be32(r, 28))
-        if e < s:
-            s = e
-            inverted += 1
-        start[i] = s
-        end[i] = e
-        sampling[i] = rate[d]
-        exporter_out[i] = exporter[d]
+        base_ms = export_ms[d]
+        for j in range(counts[d]):
+            at = record_offsets[d] + 48 * j
+            src[i] = _be32(buffer, at)
+            dst[i] = _be32(buffer, at + 4)
+            ingress[i] = (np.int64(buffer[at + 12]) << 8) | np.int64(buffer[at + 13])
+            egress[i] = (np.int64(buffer[at + 14]) << 8) | np.int64(buffer[at + 15])
+            packets[i] = _be32(buffer, at + 16)
+            octets[i] = _be32(buffer, at + 20)
+            s = base_ms - _signed_age(up, _be32(buffer, at + 24))
+            e = base_ms - _signed_age(up, _be32(buffer, at + 28))
+            if e < s:
+                s = e
+                inverted += 1
+            start[i] = s
+            end[i] = e
+            sampling[i] = rate[d]
+            exporter_out[i] = exporter[d]
+            i += 1
     return inverted

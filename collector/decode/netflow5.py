@@ -11,6 +11,7 @@ uptime wrap at 2**32 ms (~49.7 days): absolute start = export time - age.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import dataclass
 
@@ -63,21 +64,42 @@ RECORD_DTYPE = np.dtype(
 assert HEADER_DTYPE.itemsize == HEADER_LEN and RECORD_DTYPE.itemsize == RECORD_LEN
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class V5Records:
-    """Decoded v5 datagrams: headers (one per accepted datagram) and their records."""
+    """Accepted v5 datagrams: their headers, and where their records lie in the buffer.
+
+    The records are not copied: the compiled converter reads them in place. ``records``
+    (a structured big-endian view, for inspection and the oracle tests) is joined on
+    first use.
+    """
 
     headers: np.ndarray  # HEADER_DTYPE[d]
-    records: np.ndarray  # RECORD_DTYPE[n]
-    datagram_of_record: np.ndarray  # int64[n] -> index into headers
+    buffer: np.ndarray  # uint8: the DatagramBatch buffer
+    record_offsets: np.ndarray  # int64[d]: where each datagram's first record starts
+    counts: np.ndarray  # int64[d]: records per datagram
     rows: np.ndarray  # int64[d] -> index of each accepted datagram in the input batch
 
     def __len__(self) -> int:
-        return len(self.records)
+        return int(self.counts.sum())
+
+    @functools.cached_property
+    def records(self) -> np.ndarray:
+        """RECORD_DTYPE[n], all records in datagram order."""
+        view = memoryview(self.buffer)
+        ends = self.record_offsets + RECORD_LEN * self.counts
+        blob = b"".join(
+            [view[s:e] for s, e in zip(self.record_offsets.tolist(), ends.tolist(), strict=True)]
+        )
+        return np.frombuffer(blob, dtype=RECORD_DTYPE)
+
+    @functools.cached_property
+    def datagram_of_record(self) -> np.ndarray:
+        """int64[n] -> index into ``headers`` of each record."""
+        return np.repeat(np.arange(len(self.rows), dtype=np.int64), self.counts)
 
 
 def decode_v5(batch: DatagramBatch, rows: np.ndarray, errors: Counter) -> V5Records:
-    """Validate and decode the v5 datagrams ``batch[rows]``; bad ones are counted and skipped."""
+    """Validate the v5 datagrams ``batch[rows]``; bad ones are counted and skipped."""
     rows = np.asarray(rows, dtype=np.int64)
     lengths = batch.lengths[rows]
     short = lengths < HEADER_LEN
@@ -95,14 +117,7 @@ def decode_v5(batch: DatagramBatch, rows: np.ndarray, errors: Counter) -> V5Reco
     keep = ~(bad_count | truncated)
     if not keep.all():
         rows, offsets, headers, count = rows[keep], offsets[keep], headers[keep], count[keep]
-
-    view = memoryview(batch.buffer)
-    starts = (offsets + HEADER_LEN).tolist()
-    ends = (offsets + HEADER_LEN + RECORD_LEN * count).tolist()
-    blob = b"".join([view[s:e] for s, e in zip(starts, ends, strict=True)])
-    records = np.frombuffer(blob, dtype=RECORD_DTYPE)
-    datagram_of_record = np.repeat(np.arange(len(rows), dtype=np.int64), count)
-    return V5Records(headers, records, datagram_of_record, rows)
+    return V5Records(headers, batch.buffer, offsets + HEADER_LEN, count, rows)
 
 
 def export_milliseconds(headers: np.ndarray) -> np.ndarray:
@@ -134,14 +149,15 @@ def to_flow_batch(decoded: V5Records, exporter_index: np.ndarray, notes: Counter
     """
     from collector.decode._v5kernel import convert_v5
 
-    n = len(decoded.records)
+    n = len(decoded)
     out = FlowBatch.allocate(n)
     if n == 0:
         return out
     headers = decoded.headers
     inverted = convert_v5(
-        decoded.records.view(np.uint8).reshape(n, RECORD_LEN),
-        decoded.datagram_of_record,
+        decoded.buffer,
+        decoded.record_offsets,
+        decoded.counts,
         export_milliseconds(headers),
         headers["sys_uptime"].astype(np.int64),
         sampling_rate(headers),
