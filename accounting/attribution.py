@@ -22,7 +22,6 @@ from collector.batch import FlowBatch
 MAX_FLOW_SPAN_MS = 86_400_000
 # Cells of the dense cube per window (rows x bins x 3 x 3 int64): bounds its memory.
 MAX_CUBE_CELLS = 1 << 24
-INT64_MAX = np.iinfo(np.int64).max
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +38,7 @@ def classify_flows(flows: FlowBatch, table: MemberTable) -> Attributed:
     owner = np.empty(n, np.int32)
     direction = np.empty(n, np.int8)
     if n:
-        v6 = flows if flows.has_ipv6 else None
-        src6 = v6.source_ipv6_address if v6 else np.zeros((n, 2), np.uint64)
-        dst6 = v6.destination_ipv6_address if v6 else np.zeros((n, 2), np.uint64)
-        if v6 is None and (flows.ip_version != 4).any():
-            raise ValueError("FlowBatch has IPv6 rows but no IPv6 address columns")
+        src6, dst6 = _ipv6_columns(flows)
         kernels.classify(
             flows.ip_version,
             flows.source_ipv4_address,
@@ -54,46 +49,89 @@ def classify_flows(flows: FlowBatch, table: MemberTable) -> Attributed:
             table.trie.v4.chunks,
             table.trie.v6.root,
             table.trie.v6.chunks,
-            np.int32(table.size),
+            np.int64(table.size),
             owner,
             direction,
         )
     return Attributed(owner, direction)
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """Counts scaled by sampling and spans bounded: what the binning consumes."""
+
+    octets: np.ndarray  # int64
+    packets: np.ndarray  # int64
+    start_ms: np.ndarray  # int64, start moved to end - MAX_FLOW_SPAN_MS for overlong flows
+    end_ms: np.ndarray  # int64
+    first_ms: int  # min start (0 when empty)
+    last_ms: int  # max end (0 when empty)
+
+
+def prepare(flows: FlowBatch, notes: Counter, unknown_rate: int = 1) -> Prepared:
+    """Scale counts by each flow's sampling rate and bound spans; note every adjustment.
+
+    A rate of 0 means unknown: ``unknown_rate`` is used and the flow noted
+    (``sampling_rate_unknown``). A product beyond int64 saturates
+    (``count_overflow_saturated``: only corrupt records get there). A span longer than
+    MAX_FLOW_SPAN_MS keeps its bytes but starts at end - MAX_FLOW_SPAN_MS
+    (``flow_span_clamped``).
+    """
+    n = len(flows)
+    octets = np.empty(n, np.int64)
+    packets = np.empty(n, np.int64)
+    start = np.empty(n, np.int64)
+    unknown, saturated, clamped, lo, hi = kernels.prepare(
+        flows.octet_delta_count,
+        flows.packet_delta_count,
+        flows.sampling_interval,
+        flows.flow_start_milliseconds,
+        flows.flow_end_milliseconds,
+        np.int64(unknown_rate),
+        np.int64(MAX_FLOW_SPAN_MS),
+        octets,
+        packets,
+        start,
+    )
+    for reason, count in (
+        ("sampling_rate_unknown", unknown),
+        ("count_overflow_saturated", saturated),
+        ("flow_span_clamped", clamped),
+    ):
+        if count:
+            notes[reason] += int(count)
+    if n == 0:
+        lo = hi = 0
+    return Prepared(octets, packets, start, flows.flow_end_milliseconds, int(lo), int(hi))
+
+
 def scaled_counts(
     flows: FlowBatch, notes: Counter, unknown_rate: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Octets and packets multiplied by each flow's sampling rate, as int64.
-
-    A rate of 0 means unknown; it is replaced by ``unknown_rate`` and noted.
-    """
-    rate = flows.sampling_interval.astype(np.int64)
-    unknown = rate == 0
-    if unknown.any():
-        notes["sampling_rate_unknown"] += int(unknown.sum())
-        rate = np.where(unknown, np.int64(unknown_rate), rate)
-    octets = flows.octet_delta_count
-    packets = flows.packet_delta_count
-    limit = (INT64_MAX // np.maximum(rate, 1)).astype(np.uint64)
-    overflow = (octets > limit) | (packets > limit)
-    if overflow.any():
-        # Counts this large are corrupt records; saturating keeps the row visible.
-        notes["count_overflow_saturated"] += int(overflow.sum())
-        octets = np.minimum(octets, limit)
-        packets = np.minimum(packets, limit)
-    return octets.astype(np.int64) * rate, packets.astype(np.int64) * rate
+    """Octets and packets multiplied by each flow's sampling rate (see :func:`prepare`)."""
+    p = prepare(flows, notes, unknown_rate)
+    notes.pop("flow_span_clamped", None)
+    return p.octets, p.packets
 
 
 def bounded_times(flows: FlowBatch, notes: Counter) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end times with spans capped at MAX_FLOW_SPAN_MS (noted when applied)."""
-    start = flows.flow_start_milliseconds
-    end = flows.flow_end_milliseconds
-    too_long = (end - start) > MAX_FLOW_SPAN_MS
-    if too_long.any():
-        notes["flow_span_clamped"] += int(too_long.sum())
-        start = np.where(too_long, end - MAX_FLOW_SPAN_MS, start)
-    return start, end
+    """Start and end times with spans capped at MAX_FLOW_SPAN_MS (see :func:`prepare`)."""
+    scratch: Counter = Counter()
+    p = prepare(flows, scratch)
+    if scratch["flow_span_clamped"]:
+        notes["flow_span_clamped"] += scratch["flow_span_clamped"]
+    return p.start_ms, p.end_ms
+
+
+def _windows(
+    first_bin: np.ndarray, last_bin: np.ndarray, n_rows: int, bin_ms: int
+) -> list[np.ndarray] | None:
+    """None when one dense cube covers every flow; else groups of flow indices that fit."""
+    span_bins = MAX_FLOW_SPAN_MS // bin_ms + 2
+    window = max(MAX_CUBE_CELLS // (n_rows * 3 * 3), 2 * span_bins)
+    if int(last_bin.max()) - int(first_bin.min()) + 1 <= window:
+        return None
+    return _time_groups(first_bin, span_bins, window)
 
 
 def bin_usage(
@@ -106,24 +144,20 @@ def bin_usage(
     n_rows: int,
     bin_ms: int,
 ) -> UsageRows:
-    """Spread flows over their bins and sum them per (bin, owner row, direction)."""
+    """Spread already classified flows over their bins; sum per (bin, owner row, direction).
+
+    Spans must be bounded (see :func:`prepare`).
+    """
     n = len(octets)
     if n == 0:
         return UsageRows.empty()
     first_bin = start_ms // bin_ms
     last_bin = end_ms // bin_ms
-    span_bins = MAX_FLOW_SPAN_MS // bin_ms + 2
-    window = max(MAX_CUBE_CELLS // (n_rows * 3 * 3), 2 * span_bins)
-    lo, hi = int(first_bin.min()), int(last_bin.max())
-    if hi - lo + 1 <= window:
-        groups = [np.arange(n)]
-    else:
-        groups = _time_groups(first_bin, span_bins, window)
+    groups = _windows(first_bin, last_bin, n_rows, bin_ms) or [np.arange(n)]
     parts = []
     for idx in groups:
-        sub_lo = int(first_bin[idx].min())
-        sub_hi = int(last_bin[idx].max())
-        cube = np.zeros((n_rows, sub_hi - sub_lo + 1, 3, 3), dtype=np.int64)
+        lo = int(first_bin[idx].min())
+        cube = np.zeros((int(last_bin[idx].max()) - lo + 1, n_rows, 3, 3), dtype=np.int64)
         kernels.spread(
             attributed.owner[idx],
             attributed.direction[idx],
@@ -132,10 +166,10 @@ def bin_usage(
             start_ms[idx],
             end_ms[idx],
             np.int64(bin_ms),
-            np.int64(sub_lo),
+            np.int64(lo),
             cube,
         )
-        parts.append(_cube_to_rows(cube, sub_lo, bin_ms))
+        parts.append(_cube_to_rows(cube, lo, bin_ms))
     return parts[0] if len(parts) == 1 else UsageRows.combine(parts)
 
 
@@ -153,9 +187,8 @@ def _time_groups(first_bin: np.ndarray, span_bins: int, window: int) -> list[np.
 
 
 def _cube_to_rows(cube: np.ndarray, bin0: int, bin_ms: int) -> UsageRows:
-    touched = cube.any(axis=3)
-    owner, rel_bin, direction = np.nonzero(touched)
-    values = cube[owner, rel_bin, direction]
+    rel_bin, owner, direction = np.nonzero(cube.any(axis=3))
+    values = cube[rel_bin, owner, direction]
     return UsageRows(
         (rel_bin.astype(np.int64) + bin0) * bin_ms,
         owner.astype(np.int32),
@@ -167,8 +200,52 @@ def _cube_to_rows(cube: np.ndarray, bin0: int, bin_ms: int) -> UsageRows:
 
 
 def attribute(flows: FlowBatch, table: MemberTable, *, bin_ms: int, notes: Counter) -> UsageRows:
-    """The whole per-batch accounting step: classify, scale by sampling, bin, sum."""
-    attributed = classify_flows(flows, table)
-    octets, packets = scaled_counts(flows, notes)
-    start, end = bounded_times(flows, notes)
-    return bin_usage(attributed, octets, packets, start, end, n_rows=table.size + 2, bin_ms=bin_ms)
+    """The whole per-batch accounting step: scale, bound, classify and bin in one pass."""
+    n = len(flows)
+    if n == 0:
+        return UsageRows.empty()
+    p = prepare(flows, notes)
+    n_rows = table.size + 2
+    src6, dst6 = _ipv6_columns(flows)
+    trie = table.trie
+    if p.last_ms // bin_ms - p.first_ms // bin_ms + 1 <= MAX_CUBE_CELLS // (n_rows * 9):
+        groups = [np.arange(n)]
+    else:
+        groups = _windows(p.start_ms // bin_ms, p.end_ms // bin_ms, n_rows, bin_ms)
+    parts = []
+    for idx in groups:
+        lo = int(p.start_ms[idx].min()) // bin_ms
+        hi = int(p.end_ms[idx].max()) // bin_ms
+        cube = np.zeros((hi - lo + 1, n_rows, 3, 3), dtype=np.int64)
+        kernels.attribute(
+            flows.ip_version,
+            flows.source_ipv4_address,
+            flows.destination_ipv4_address,
+            src6,
+            dst6,
+            trie.v4.root,
+            trie.v4.chunks,
+            trie.v6.root,
+            trie.v6.chunks,
+            np.int64(table.size),
+            p.octets,
+            p.packets,
+            p.start_ms,
+            p.end_ms,
+            idx.astype(np.int64),
+            np.int64(bin_ms),
+            np.int64(lo),
+            cube,
+        )
+        parts.append(_cube_to_rows(cube, lo, bin_ms))
+    return parts[0] if len(parts) == 1 else UsageRows.combine(parts)
+
+
+def _ipv6_columns(flows: FlowBatch) -> tuple[np.ndarray, np.ndarray]:
+    """The IPv6 address columns, or (n, 2) placeholders for an IPv4-only batch."""
+    if flows.has_ipv6:
+        return flows.source_ipv6_address, flows.destination_ipv6_address
+    if (flows.ip_version != 4).any():
+        raise ValueError("FlowBatch has IPv6 rows but no IPv6 address columns")
+    placeholder = np.zeros((1, 2), np.uint64)
+    return placeholder, placeholder

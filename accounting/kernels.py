@@ -7,14 +7,19 @@ and is compared with it on generated flows.
 Conventions shared with attribution.py:
 - owner rows: 0..M-1 are members, M is ``internal``, M+1 is ``unattributed``;
 - directions: 0 = in (towards the member), 1 = out (from the member), 2 = none/unknown;
-- the usage cube is int64[rows, bins, 3 directions, 3 metrics (bytes, packets, flows)].
+- the usage cube is int64[bins, rows, 3 directions, 3 metrics (bytes, packets, flows)],
+  bin-major so that flows close in time (captures are time-ordered) touch close memory.
+
+The per-flow steps are small inlined functions so that the fused kernel (``attribute``,
+the production path) and the single-step kernels (``classify``, ``spread``, used by tests
+and tools) share one implementation of each rule.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from accounting._jit import kernel
+from collector._jit import inline_kernel, kernel
 
 DIR_IN = 0
 DIR_OUT = 1
@@ -22,37 +27,36 @@ DIR_NONE = 2
 METRIC_BYTES = 0
 METRIC_PACKETS = 1
 METRIC_FLOWS = 2
+INT64_MAX = np.iinfo(np.int64).max
 
-_V4_MAPPED_LO = np.uint64(0xFFFF_0000_0000)
 
-
-@kernel
+@inline_kernel
 def lookup_v4(root, chunks, address):
     """Value of the longest prefix covering a uint32 address, or -1."""
-    v = root[address >> 16]
+    v = np.int64(root[address >> 16])
     if v < 0:
-        v = chunks[-v - 1, (address >> 8) & 0xFF]
+        v = np.int64(chunks[-v - 1, (address >> 8) & 0xFF])
         if v < 0:
-            v = chunks[-v - 1, address & 0xFF]
+            v = np.int64(chunks[-v - 1, address & 0xFF])
     return v - 1
 
 
-@kernel
+@inline_kernel
 def lookup_v6(root, chunks, hi, lo):
     """Value of the longest prefix covering a (hi, lo) 128-bit address, or -1."""
-    v = root[hi >> np.uint64(48)]
+    v = np.int64(root[hi >> np.uint64(48)])
     shift = 40
     while v < 0:
         if shift >= 0:
             byte = (hi >> np.uint64(shift)) & np.uint64(0xFF)
         else:
             byte = (lo >> np.uint64(shift + 64)) & np.uint64(0xFF)
-        v = chunks[-v - 1, byte]
+        v = np.int64(chunks[-v - 1, byte])
         shift -= 8
     return v - 1
 
 
-@kernel
+@inline_kernel
 def _lookup_any(version, a4, a6, i, v4root, v4chunks, v6root, v6chunks):
     if version == 4:
         return lookup_v4(v4root, v4chunks, a4[i])
@@ -61,6 +65,18 @@ def _lookup_any(version, a4, a6, i, v4root, v4chunks, v6root, v6chunks):
     if hi == 0 and (lo >> np.uint64(32)) == np.uint64(0xFFFF):
         return lookup_v4(v4root, v4chunks, np.uint32(lo & np.uint64(0xFFFFFFFF)))
     return lookup_v6(v6root, v6chunks, hi, lo)
+
+
+@inline_kernel
+def _owner_and_direction(s, d, n_members):
+    """Owner row and direction from the member rows of both ends (-1 = none)."""
+    if s >= 0 and d >= 0:
+        return n_members, DIR_NONE
+    if s >= 0:
+        return s, DIR_OUT
+    if d >= 0:
+        return d, DIR_IN
+    return n_members + 1, DIR_NONE
 
 
 @kernel
@@ -79,32 +95,47 @@ def classify(
     direction_out,
 ):
     """Owner row and direction of each flow, from the members of its two ends."""
-    internal = n_members
-    unattributed = n_members + 1
     for i in range(ip_version.shape[0]):
         version = ip_version[i]
         s = _lookup_any(version, src4, src6, i, v4root, v4chunks, v6root, v6chunks)
         d = _lookup_any(version, dst4, dst6, i, v4root, v4chunks, v6root, v6chunks)
-        if s >= 0 and d >= 0:
-            owner_out[i] = internal
-            direction_out[i] = DIR_NONE
-        elif s >= 0:
-            owner_out[i] = s
-            direction_out[i] = DIR_OUT
-        elif d >= 0:
-            owner_out[i] = d
-            direction_out[i] = DIR_IN
-        else:
-            owner_out[i] = unattributed
-            direction_out[i] = DIR_NONE
+        o, dr = _owner_and_direction(s, d, n_members)
+        owner_out[i] = o
+        direction_out[i] = dr
 
 
-@kernel
+@inline_kernel
 def _share(total, part, whole):
     """floor(total * part / whole) without overflow for total < 2**63, part <= whole < 2**31."""
     q = total // whole
     r = total - q * whole
     return q * part + (r * part) // whole
+
+
+@inline_kernel
+def _spread_one(cube, o, d, nbytes, npkts, s, e, bin_ms, bin0):
+    """Add one flow over [s, e) to the cube, pro rata of time (see ``spread``)."""
+    b_first = s // bin_ms
+    b_last = e // bin_ms
+    cube[b_first - bin0, o, d, METRIC_FLOWS] += 1
+    duration = e - s
+    if b_first == b_last or duration <= 0:
+        cube[b_first - bin0, o, d, METRIC_BYTES] += nbytes
+        cube[b_first - bin0, o, d, METRIC_PACKETS] += npkts
+        return
+    done_bytes = 0
+    done_pkts = 0
+    for b in range(b_first, b_last + 1):
+        boundary = (b + 1) * bin_ms
+        if boundary > e:
+            boundary = e
+        elapsed = boundary - s
+        cum_bytes = _share(nbytes, elapsed, duration)
+        cum_pkts = _share(npkts, elapsed, duration)
+        cube[b - bin0, o, d, METRIC_BYTES] += cum_bytes - done_bytes
+        cube[b - bin0, o, d, METRIC_PACKETS] += cum_pkts - done_pkts
+        done_bytes = cum_bytes
+        done_pkts = cum_pkts
 
 
 @kernel
@@ -117,30 +148,92 @@ def spread(owner, direction, octets, packets, start_ms, end_ms, bin_ms, bin0, cu
     counted once, in its start bin.
     """
     for i in range(owner.shape[0]):
-        o = owner[i]
-        d = direction[i]
-        s = start_ms[i]
-        e = end_ms[i]
-        b_first = s // bin_ms
-        b_last = e // bin_ms
-        nbytes = octets[i]
-        npkts = packets[i]
-        cube[o, b_first - bin0, d, METRIC_FLOWS] += 1
-        duration = e - s
-        if b_first == b_last or duration <= 0:
-            cube[o, b_first - bin0, d, METRIC_BYTES] += nbytes
-            cube[o, b_first - bin0, d, METRIC_PACKETS] += npkts
-            continue
-        done_bytes = 0
-        done_pkts = 0
-        for b in range(b_first, b_last + 1):
-            boundary = (b + 1) * bin_ms
-            if boundary > e:
-                boundary = e
-            elapsed = boundary - s
-            cum_bytes = _share(nbytes, elapsed, duration)
-            cum_pkts = _share(npkts, elapsed, duration)
-            cube[o, b - bin0, d, METRIC_BYTES] += cum_bytes - done_bytes
-            cube[o, b - bin0, d, METRIC_PACKETS] += cum_pkts - done_pkts
-            done_bytes = cum_bytes
-            done_pkts = cum_pkts
+        _spread_one(
+            cube,
+            owner[i],
+            direction[i],
+            octets[i],
+            packets[i],
+            start_ms[i],
+            end_ms[i],
+            bin_ms,
+            bin0,
+        )
+
+
+@kernel
+def prepare(
+    octets, packets, rate, start, end, unknown_rate, max_span, out_octets, out_packets, out_start
+):
+    """Scale counts by sampling and bound flow spans, in one pass.
+
+    Returns (unknown rates, saturated counts, clamped spans, first bin numerator min,
+    last time max) so the caller can note anomalies and size the cube.
+    A rate of 0 (unknown) is replaced by ``unknown_rate``; a product beyond int64
+    saturates; a span longer than ``max_span`` ms has its start moved to end - max_span.
+    """
+    unknown = 0
+    saturated = 0
+    clamped = 0
+    lo = INT64_MAX
+    hi = -INT64_MAX
+    for i in range(octets.shape[0]):
+        r = np.int64(rate[i])
+        if r == 0:
+            r = unknown_rate
+            unknown += 1
+        o = octets[i]
+        p = packets[i]
+        if ((o | p) >> np.uint64(32)) != 0 or r >= 0x80000000:
+            # Rare: only then can the product overflow (division is slow, so test first).
+            limit = np.uint64(INT64_MAX // r)
+            if o > limit or p > limit:
+                saturated += 1
+                if o > limit:
+                    o = limit
+                if p > limit:
+                    p = limit
+        out_octets[i] = np.int64(o) * r
+        out_packets[i] = np.int64(p) * r
+        s = start[i]
+        e = end[i]
+        if e - s > max_span:
+            s = e - max_span
+            clamped += 1
+        out_start[i] = s
+        if s < lo:
+            lo = s
+        if e > hi:
+            hi = e
+    return unknown, saturated, clamped, lo, hi
+
+
+@kernel
+def attribute(
+    ip_version,
+    src4,
+    dst4,
+    src6,
+    dst6,
+    v4root,
+    v4chunks,
+    v6root,
+    v6chunks,
+    n_members,
+    octets,
+    packets,
+    start_ms,
+    end_ms,
+    index,
+    bin_ms,
+    bin0,
+    cube,
+):
+    """Classify and spread the flows ``index`` into the cube: the fused production path."""
+    for k in range(index.shape[0]):
+        i = index[k]
+        version = ip_version[i]
+        s = _lookup_any(version, src4, src6, i, v4root, v4chunks, v6root, v6chunks)
+        d = _lookup_any(version, dst4, dst6, i, v4root, v4chunks, v6root, v6chunks)
+        o, dr = _owner_and_direction(s, d, n_members)
+        _spread_one(cube, o, dr, octets[i], packets[i], start_ms[i], end_ms[i], bin_ms, bin0)

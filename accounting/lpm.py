@@ -28,8 +28,8 @@ class PrefixTrie:
     """A compiled trie for one address family (``bits`` = 32 or 128)."""
 
     bits: int
-    root: np.ndarray  # int32[65536]
-    chunks: np.ndarray  # int32[k, 256] (k >= 1; row 0 unused padding keeps numba typing simple)
+    root: np.ndarray  # int16 or int32 [65536]: int16 whenever every entry fits
+    chunks: np.ndarray  # same dtype, [k, 256] (k >= 1; row 0 is unused padding)
 
     @property
     def nbytes(self) -> int:
@@ -85,7 +85,11 @@ def build_trie(bits: int, prefixes: list[tuple[int, int, int]]) -> PrefixTrie:
                 span = 1 << (STRIDE - remaining)
                 table[index : index + span] = leaf
                 break
-    return PrefixTrie(bits, root, np.stack(chunks))
+    table = np.stack(chunks)
+    # Narrow entries halve the trie's cache footprint; lookups are memory-latency bound.
+    if max(int(np.abs(root).max()), int(np.abs(table).max())) <= np.iinfo(np.int16).max:
+        root, table = root.astype(np.int16), table.astype(np.int16)
+    return PrefixTrie(bits, root, table)
 
 
 def parse_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:

@@ -16,3 +16,9 @@ JIT_OPTIONS = {"nogil": True, "cache": True, "fastmath": False}
 def kernel(func):
     """Compile ``func`` with the project's numba options."""
     return numba.njit(**JIT_OPTIONS)(func)
+
+
+def inline_kernel(func):
+    """A small helper compiled into each caller (numba IR inlining): no call overhead,
+    which matters for per-flow helpers taking several arrays."""
+    return numba.njit(inline="always", **JIT_OPTIONS)(func)

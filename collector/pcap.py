@@ -1,9 +1,9 @@
 """Read export datagrams out of pcap and pcapng files, fast, without scapy.
 
-The file is read in large chunks. A short Python loop walks the record headers (one
-``unpack_from`` per frame: the format is a chain, nothing vectorises it without a JIT),
-then the link, IP and UDP headers of every frame in the chunk are parsed at once with
-numpy. Rare shapes (IPv6 extension headers, stacked VLANs beyond two, IP fragments) take a
+The file is memory-mapped, so payloads are views into the page cache and nothing is
+copied. A short Python loop walks the record chain (one ``unpack_from`` per frame: the
+format is a chain, nothing vectorises it without a JIT), then the link, IP and UDP headers
+of every frame of a window (~16 MiB) are parsed at once with numpy. Rare shapes (IPv6 extension headers, stacked VLANs beyond two, IP fragments) take a
 per-frame slow path. Frames that carry no UDP are counted, never raised.
 
 A structurally corrupt file (bad magic, a record longer than the snap length, a file cut
@@ -12,12 +12,16 @@ in the middle of a record) raises :class:`CaptureError` naming the file and byte
 
 from __future__ import annotations
 
+import mmap
+import os
+import queue
 import struct
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -25,7 +29,7 @@ from collector.datagrams import DatagramBatch
 from collector.errors import EgressError
 from collector.fragments import FragmentReassembler
 
-CHUNK_BYTES = 32 * 1024 * 1024
+CHUNK_BYTES = 16 * 1024 * 1024
 MAX_FRAME = 256 * 1024  # larger than any snaplen tools write; beyond it the header is garbage
 
 # Link types (https://www.tcpdump.org/linktypes.html)
@@ -82,13 +86,37 @@ class CaptureStats:
 
 @dataclass
 class _FrameTable:
-    """Frames of one chunk, before link/IP parsing."""
+    """Frames of one window of the file, before link/IP parsing (offsets are absolute)."""
 
-    offsets: list[int] = field(default_factory=list)  # start of frame data within the chunk
+    offsets: list[int] = field(default_factory=list)  # start of frame data in the file
     caplens: list[int] = field(default_factory=list)
-    origlens: list[int] = field(default_factory=list)
-    linktypes: list[int] = field(default_factory=list)
+    linktypes: list[int] = field(default_factory=list)  # one entry: same for all frames
     times_ns: list[int] = field(default_factory=list)
+
+
+class Hasher(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+
+
+class _BackgroundHasher:
+    """Feeds file windows to a hasher on another thread (hashlib releases the GIL), so a
+    file's digest costs no wall time on a machine with a spare core."""
+
+    def __init__(self, hasher: Hasher) -> None:
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, args=(hasher,), daemon=True)
+        self._thread.start()
+
+    def _run(self, hasher: Hasher) -> None:
+        while (data := self._queue.get()) is not None:
+            hasher.update(data)
+
+    def update(self, data: memoryview) -> None:
+        self._queue.put(data)
+
+    def finish(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
 
 
 def read_datagrams(
@@ -100,191 +128,155 @@ def read_datagrams(
 ) -> Iterator[DatagramBatch]:
     """Yield batches of the UDP payloads found in a pcap/pcapng file, in file order.
 
-    ``stats`` (if given) is updated as the file is read: frames, bytes and skip reasons.
-    ``hasher`` (e.g. ``hashlib.sha256()``) sees every byte of the file, so a caller gets
-    the file's digest without reading it twice.
+    The file is memory-mapped: payloads are views into it, nothing is copied. Each batch
+    covers about ``chunk_bytes`` of the file. ``stats`` (if given) is updated as the file
+    is read: frames, bytes and skip reasons. ``hasher`` (e.g. ``hashlib.sha256()``) is fed
+    every byte of the file, in order, on a background thread; it is complete when the
+    iteration ends.
     """
     path = Path(path)
     stats = stats if stats is not None else CaptureStats()
     reassembler = FragmentReassembler()
-    with path.open("rb") as raw:
-        f = _HashingReader(raw, hasher) if hasher is not None else raw
-        head = f.read(4)
-        f.seek(0)
-        if len(head) < 4:
+    with path.open("rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size < 4:
             raise CaptureError(path, 0, "file shorter than a capture header")
-        if head in PCAP_MAGICS:
-            frames = _walk_pcap(f, path, chunk_bytes)
-        elif struct.unpack("<I", head)[0] == PCAPNG_SHB:
-            frames = _walk_pcapng(f, path, chunk_bytes)
-        else:
-            raise CaptureError(path, 0, f"not a pcap or pcapng file (magic {head.hex()})")
-        for chunk, table, chunk_end in frames:
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    data = memoryview(mapped)
+    buf = np.frombuffer(mapped, dtype=np.uint8)
+    feeder = _BackgroundHasher(hasher) if hasher is not None else None
+    head = bytes(data[:4])
+    if head in PCAP_MAGICS:
+        windows = _walk_pcap(data, path, chunk_bytes)
+    elif struct.unpack("<I", head)[0] == PCAPNG_SHB:
+        windows = _walk_pcapng(data, path, chunk_bytes)
+    else:
+        raise CaptureError(path, 0, f"not a pcap or pcapng file (magic {head.hex()})")
+    hashed = 0
+    try:
+        for table, window_end in windows:
+            if feeder is not None:
+                feeder.update(data[hashed:window_end])
+                hashed = window_end
             stats.frames += len(table.offsets)
-            stats.bytes_read = chunk_end
-            batch = parse_frames(chunk, table, stats.skipped, reassembler)
-            stats.udp_datagrams += len(batch)
-            if len(batch):
-                yield batch
-        if isinstance(f, _HashingReader):
-            f.drain()
+            stats.bytes_read = window_end
+            for batch in parse_frames(buf, table, stats.skipped, reassembler):
+                stats.udp_datagrams += len(batch)
+                if len(batch):
+                    yield batch
+    finally:
+        if feeder is not None:
+            feeder.update(data[hashed:])
+            feeder.finish()
+    stats.bytes_read = size
     stats.skipped["ip_fragment_incomplete"] += reassembler.pending_count()
     for reason in [r for r, c in stats.skipped.items() if not c]:
         del stats.skipped[reason]
 
 
-class Hasher(Protocol):
-    def update(self, data: bytes, /) -> None: ...
-
-
-class _HashingReader:
-    """A file wrapper feeding every byte read to a hasher (reads are sequential)."""
-
-    def __init__(self, raw: BinaryIO, hasher: Hasher) -> None:
-        self._raw = raw
-        self._hasher = hasher
-        self._hashed_to = 0
-
-    def read(self, size: int = -1) -> bytes:
-        at = self._raw.tell()
-        data = self._raw.read(size)
-        # Bytes re-read after a seek back (the magic sniff) are hashed only once.
-        skip = max(0, self._hashed_to - at)
-        if len(data) > skip:
-            self._hasher.update(data[skip:] if skip else data)
-            self._hashed_to = at + len(data)
-        return data
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self._raw.seek(offset, whence)
-
-    def drain(self) -> None:
-        """Hash whatever the walker left unread (trailing bytes after the last record)."""
-        while self.read(CHUNK_BYTES):
-            pass
-
-
-def _walk_pcap(f, path: Path, chunk_bytes: int) -> Iterator[tuple[bytes, _FrameTable, int]]:
-    header = f.read(24)
-    if len(header) < 24:
+def _walk_pcap(data: memoryview, path: Path, chunk_bytes: int) -> Iterator[tuple[_FrameTable, int]]:
+    """Frame tables of successive windows of a classic pcap file, and where each ends."""
+    if len(data) < 24:
         raise CaptureError(path, 0, "pcap file header truncated")
-    endian, ns_per_unit = PCAP_MAGICS[header[:4]]
-    _major, _minor, _zone, _sigfigs, snaplen, linktype = struct.unpack(
-        endian + "HHiIII", header[4:]
+    endian, ns_per_unit = PCAP_MAGICS[bytes(data[:4])]
+    _major, _minor, _zone, _sigfigs, snaplen, linktype = struct.unpack_from(
+        endian + "HHiIII", data, 4
     )
     linktype &= 0x0FFF_FFFF  # upper bits carry FCS info
-    max_caplen = max(snaplen, 65535) if snaplen else MAX_FRAME
-    max_caplen = min(max_caplen, MAX_FRAME)
-    rec = struct.Struct(endian + "IIII")
-    base = 24  # file offset of chunk[0]
-    carry = b""
-    while True:
-        data = f.read(chunk_bytes)
-        chunk = carry + data if carry else data
-        if not chunk:
-            return
-        table = _FrameTable()
-        pos = 0
-        end = len(chunk)
-        unpack = rec.unpack_from
-        offsets, caplens, origlens, times = (
-            table.offsets,
-            table.caplens,
-            table.origlens,
-            table.times_ns,
-        )
-        while pos + 16 <= end:
-            ts_sec, ts_frac, incl, orig = unpack(chunk, pos)
+    max_caplen = min(max(snaplen, 65535) if snaplen else MAX_FRAME, MAX_FRAME)
+    unpack_length = struct.Struct(endian + "I").unpack_from
+    times = np.dtype([("sec", endian + "u4"), ("frac", endian + "u4")])
+    size = len(data)
+    pos = 24
+    while pos < size:
+        table = _FrameTable(linktypes=[linktype])
+        offsets = table.offsets
+        stop = min(size, pos + chunk_bytes)
+        # The loop does the least it can per frame: the rest is vectorised below.
+        while pos < stop:
+            if pos + 16 > size:
+                raise CaptureError(path, pos, "file ends in the middle of a record header")
+            incl = unpack_length(data, pos + 8)[0]
             if incl > max_caplen:
                 raise CaptureError(
-                    path, base + pos, f"record length {incl} exceeds the snap length {max_caplen}"
+                    path, pos, f"record length {incl} exceeds the snap length {max_caplen}"
                 )
-            if pos + 16 + incl > end:
-                break
-            offsets.append(pos + 16)
-            caplens.append(incl)
-            origlens.append(orig)
-            times.append(ts_sec * 1_000_000_000 + ts_frac * ns_per_unit)
+            if pos + 16 + incl > size:
+                raise CaptureError(path, pos, "file ends in the middle of a record")
+            offsets.append(pos)
             pos += 16 + incl
-        table.linktypes = [linktype]
-        if not data:
-            if pos < end:
-                raise CaptureError(path, base + pos, "file ends in the middle of a record")
-            if table.offsets:
-                yield chunk, table, base + pos
-            return
-        yield chunk, table, base + pos
-        carry = chunk[pos:]
-        base += pos
+        headers = np.asarray(offsets, dtype=np.int64)
+        raw = np.frombuffer(data, dtype=np.uint8)
+        rec = (
+            raw[headers[:, None] + np.arange(16)]
+            .view(np.dtype([("t", times), ("incl", endian + "u4"), ("orig", endian + "u4")]))
+            .reshape(-1)
+        )
+        table.offsets = (headers + 16).tolist()
+        table.caplens = rec["incl"].astype(np.int64).tolist()
+        table.times_ns = (
+            rec["t"]["sec"].astype(np.int64) * 1_000_000_000
+            + rec["t"]["frac"].astype(np.int64) * ns_per_unit
+        ).tolist()
+        yield table, pos
 
 
-def _walk_pcapng(f, path: Path, chunk_bytes: int) -> Iterator[tuple[bytes, _FrameTable, int]]:
-    base = 0
-    carry = b""
+def _walk_pcapng(
+    data: memoryview, path: Path, chunk_bytes: int
+) -> Iterator[tuple[_FrameTable, int]]:
+    """Frame tables of successive windows of a pcapng file, and where each ends."""
     endian = "<"
     interfaces: list[tuple[int, int]] = []  # (linktype, ns per timestamp unit)
-    while True:
-        data = f.read(chunk_bytes)
-        chunk = carry + data if carry else data
-        if not chunk:
-            return
+    size = len(data)
+    pos = 0
+    while pos < size:
         table = _FrameTable()
         links = table.linktypes
-        pos = 0
-        end = len(chunk)
-        while pos + 12 <= end:
-            block_type = struct.unpack_from(endian + "I", chunk, pos)[0]
+        stop = min(size, pos + chunk_bytes)
+        while pos < stop:
+            if pos + 12 > size:
+                raise CaptureError(path, pos, "file ends in the middle of a block header")
+            block_type = struct.unpack_from(endian + "I", data, pos)[0]
             if block_type == PCAPNG_SHB:
-                bom_bytes = chunk[pos + 8 : pos + 12]
+                bom_bytes = bytes(data[pos + 8 : pos + 12])
                 if bom_bytes == struct.pack("<I", PCAPNG_BYTE_ORDER_MAGIC):
                     endian = "<"
                 elif bom_bytes == struct.pack(">I", PCAPNG_BYTE_ORDER_MAGIC):
                     endian = ">"
                 else:
-                    raise CaptureError(path, base + pos, "bad pcapng byte-order magic")
+                    raise CaptureError(path, pos, "bad pcapng byte-order magic")
                 interfaces = []
-            block_len = struct.unpack_from(endian + "I", chunk, pos + 4)[0]
+            block_len = struct.unpack_from(endian + "I", data, pos + 4)[0]
             if block_len < 12 or block_len % 4 or block_len > MAX_FRAME + 4096:
-                raise CaptureError(path, base + pos, f"bad pcapng block length {block_len}")
-            if pos + block_len > end:
-                break
+                raise CaptureError(path, pos, f"bad pcapng block length {block_len}")
+            if pos + block_len > size:
+                raise CaptureError(path, pos, "file ends in the middle of a block")
             if block_type == 0x00000001:  # interface description block
-                linktype = struct.unpack_from(endian + "H", chunk, pos + 8)[0]
-                interfaces.append((linktype, _pcapng_tsresol(chunk, pos, block_len, endian)))
+                linktype = struct.unpack_from(endian + "H", data, pos + 8)[0]
+                interfaces.append((linktype, _pcapng_tsresol(data, pos, block_len, endian)))
             elif block_type == 0x00000006:  # enhanced packet block
-                iface, ts_hi, ts_lo, caplen, origlen = struct.unpack_from(
-                    endian + "IIIII", chunk, pos + 8
+                iface, ts_hi, ts_lo, caplen, _origlen = struct.unpack_from(
+                    endian + "IIIII", data, pos + 8
                 )
                 if iface >= len(interfaces):
-                    raise CaptureError(path, base + pos, f"packet names unknown interface {iface}")
+                    raise CaptureError(path, pos, f"packet names unknown interface {iface}")
                 if 28 + caplen + 4 > block_len:
-                    raise CaptureError(path, base + pos, "packet data overruns its block")
+                    raise CaptureError(path, pos, "packet data overruns its block")
                 linktype, ns_per_unit = interfaces[iface]
                 table.offsets.append(pos + 28)
                 table.caplens.append(caplen)
-                table.origlens.append(origlen)
                 links.append(linktype)
                 table.times_ns.append(((ts_hi << 32) | ts_lo) * ns_per_unit)
             elif block_type == 0x00000003:  # simple packet block: interface 0, no time
                 if not interfaces:
-                    raise CaptureError(path, base + pos, "packet before any interface")
-                origlen = struct.unpack_from(endian + "I", chunk, pos + 8)[0]
-                caplen = min(origlen, block_len - 16)
+                    raise CaptureError(path, pos, "packet before any interface")
+                origlen = struct.unpack_from(endian + "I", data, pos + 8)[0]
                 table.offsets.append(pos + 12)
-                table.caplens.append(caplen)
-                table.origlens.append(origlen)
+                table.caplens.append(min(origlen, block_len - 16))
                 links.append(interfaces[0][0])
                 table.times_ns.append(0)
             pos += block_len
-        if not data:
-            if pos < end:
-                raise CaptureError(path, base + pos, "file ends in the middle of a block")
-            if table.offsets:
-                yield chunk, table, base + pos
-            return
-        yield chunk, table, base + pos
-        carry = chunk[pos:]
-        base += pos
+        yield table, pos
 
 
 def _pcapng_tsresol(chunk: bytes, pos: int, block_len: int, endian: str) -> int:
@@ -304,38 +296,47 @@ def _pcapng_tsresol(chunk: bytes, pos: int, block_len: int, endian: str) -> int:
     return 1_000
 
 
-def _be16(buf: np.ndarray, at: np.ndarray) -> np.ndarray:
+def _be16(buf, at: np.ndarray) -> np.ndarray:
     return (buf[at].astype(np.int64) << 8) | buf[at + 1]
 
 
+class _ClippedReader:
+    """Fancy-index reads that never run past the end of the file.
+
+    Header fields are read at fixed offsets before a frame's length is checked against
+    them (checks come after, vectorised); near the end of the file such a read is clipped
+    to the last byte instead of copying the file to pad it.
+    """
+
+    def __init__(self, buf: np.ndarray) -> None:
+        self._buf = buf
+        self._last = len(buf) - 1
+
+    def __getitem__(self, at: np.ndarray) -> np.ndarray:
+        return self._buf[np.minimum(at, self._last)]
+
+
 def parse_frames(
-    chunk: bytes,
+    buf: np.ndarray,
     table: _FrameTable,
     skipped: Counter,
     reassembler: FragmentReassembler,
-) -> DatagramBatch:
-    """Vectorised link → IP → UDP parsing of every frame in a chunk."""
+) -> list[DatagramBatch]:
+    """Vectorised link -> IP -> UDP parsing of every frame of a window.
+
+    Returns the fast-path batch (views into ``buf``) and, when the window held IP
+    fragments or IPv6 extension headers, a second batch of what the slow path produced.
+    """
     n = len(table.offsets)
-    buf = np.frombuffer(chunk, dtype=np.uint8)
-    empty = DatagramBatch(
-        buf,
-        np.zeros(0, np.int64),
-        np.zeros(0, np.int64),
-        np.zeros((0, 2), np.uint64),
-        np.zeros(0, np.uint16),
-        np.zeros(0, np.int64),
-    )
     if n == 0:
-        return empty
+        return []
     start = np.asarray(table.offsets, dtype=np.int64)
     caplen = np.asarray(table.caplens, dtype=np.int64)
     times = np.asarray(table.times_ns, dtype=np.int64)
     links = np.asarray(table.linktypes, dtype=np.int64)
     if len(links) == 1 and n > 1:
         links = np.full(n, links[0], dtype=np.int64)
-    # Padding guard: every fixed-offset read below stays inside the buffer.
-    pad = np.zeros(128, np.uint8)
-    buf = np.concatenate([buf, pad])
+    rd = _ClippedReader(buf)
     frame_end = start + caplen
 
     l3 = np.full(n, -1, dtype=np.int64)  # offset of the IP header, -1 = not IP
@@ -347,20 +348,20 @@ def parse_frames(
     eth = links == LINK_ETHERNET
     if eth.any():
         at = start[eth] + 12
-        etype = _be16(buf, at)
+        etype = _be16(rd, at)
         for _ in range(2):  # up to two 802.1Q / 802.1ad tags
             tagged = (etype == 0x8100) | (etype == 0x88A8)
             at = np.where(tagged, at + 4, at)
-            etype = np.where(tagged, _be16(buf, at), etype)
+            etype = np.where(tagged, _be16(rd, at), etype)
         is_ip = (etype == 0x0800) | (etype == 0x86DD)
         l3[eth] = np.where(is_ip, at + 2, -1)
     sll = links == LINK_LINUX_SLL
     if sll.any():
-        etype = _be16(buf, start[sll] + 14)
+        etype = _be16(rd, start[sll] + 14)
         l3[sll] = np.where((etype == 0x0800) | (etype == 0x86DD), start[sll] + 16, -1)
     sll2 = links == LINK_LINUX_SLL2
     if sll2.any():
-        etype = _be16(buf, start[sll2])
+        etype = _be16(rd, start[sll2])
         l3[sll2] = np.where((etype == 0x0800) | (etype == 0x86DD), start[sll2] + 20, -1)
     raw = np.isin(links, [LINK_RAW, LINK_IPV4, LINK_IPV6, *LINK_RAW_LEGACY])
     l3[raw] = start[raw]
@@ -370,7 +371,7 @@ def parse_frames(
 
     ok = (l3 >= 0) & (l3 + 20 <= frame_end)
     skipped["not_ip"] += int((~ok & ~unsupported).sum())
-    version = np.where(ok, buf[np.where(ok, l3, 0)] >> 4, 0)
+    version = np.where(ok, rd[np.where(ok, l3, 0)] >> 4, 0)
     v4 = ok & (version == 4)
     v6 = ok & (version == 6) & (l3 + 40 <= frame_end)
     skipped["not_ip"] += int((ok & (version != 4) & (version != 6)).sum())
@@ -382,15 +383,15 @@ def parse_frames(
 
     if v4.any():
         at = l3[v4]
-        ihl = (buf[at] & 0x0F).astype(np.int64) * 4
-        proto = buf[at + 9]
-        frag = _be16(buf, at + 6)
+        ihl = (rd[at] & 0x0F).astype(np.int64) * 4
+        proto = rd[at + 9]
+        frag = _be16(rd, at + 6)
         is_frag = (frag & 0x3FFF) != 0  # MF flag or a fragment offset
         src = (
-            (buf[at + 12].astype(np.uint64) << np.uint64(24))
-            | (buf[at + 13].astype(np.uint64) << np.uint64(16))
-            | (buf[at + 14].astype(np.uint64) << np.uint64(8))
-            | buf[at + 15].astype(np.uint64)
+            (rd[at + 12].astype(np.uint64) << np.uint64(24))
+            | (rd[at + 13].astype(np.uint64) << np.uint64(16))
+            | (rd[at + 14].astype(np.uint64) << np.uint64(8))
+            | rd[at + 15].astype(np.uint64)
         )
         idx = np.flatnonzero(v4)
         addr[idx, 1] = np.uint64(0xFFFF_0000_0000) | src
@@ -400,13 +401,13 @@ def parse_frames(
         skipped["not_udp"] += int(((proto != 17) & ~is_frag).sum())
     if v6.any():
         at = l3[v6]
-        nxt = buf[at + 6]
+        nxt = rd[at + 6]
         idx = np.flatnonzero(v6)
         hi = np.zeros(len(at), np.uint64)
         lo = np.zeros(len(at), np.uint64)
         for k in range(8):
-            hi = (hi << np.uint64(8)) | buf[at + 8 + k].astype(np.uint64)
-            lo = (lo << np.uint64(8)) | buf[at + 16 + k].astype(np.uint64)
+            hi = (hi << np.uint64(8)) | rd[at + 8 + k].astype(np.uint64)
+            lo = (lo << np.uint64(8)) | rd[at + 16 + k].astype(np.uint64)
         addr[idx, 0] = hi
         addr[idx, 1] = lo
         direct = nxt == 17
@@ -418,7 +419,7 @@ def parse_frames(
     has_udp = (udp >= 0) & (udp + 8 <= frame_end)
     skipped["udp_truncated"] += int(((udp >= 0) & ~has_udp).sum())
     udp_at = np.where(has_udp, udp, 0)
-    udp_len = _be16(buf, udp_at + 4)
+    udp_len = _be16(rd, udp_at + 4)
     payload_off = udp_at + 8
     captured = frame_end - payload_off
     declared = udp_len - 8
@@ -429,25 +430,27 @@ def parse_frames(
     good = has_udp & ~bad_len & ~short
     sel = np.flatnonzero(good)
 
-    batch = DatagramBatch(
-        buf,
-        payload_off[sel],
-        declared[sel],
-        addr[sel],
-        _be16(buf, udp_at[sel]).astype(np.uint16),
-        times[sel],
-    )
+    batches = [
+        DatagramBatch(
+            buf,
+            payload_off[sel],
+            declared[sel],
+            addr[sel],
+            _be16(rd, udp_at[sel]).astype(np.uint16),
+            times[sel],
+        )
+    ]
     if slow.any():
         extra = _slow_path(
-            chunk, start, caplen, l3, times, np.flatnonzero(slow), reassembler, skipped
+            buf, start, caplen, l3, times, np.flatnonzero(slow), reassembler, skipped
         )
         if extra:
-            batch = _append_payloads(batch, extra)
-    return batch
+            batches.append(_payload_batch(extra))
+    return batches
 
 
 def _slow_path(
-    chunk: bytes,
+    buf: np.ndarray,
     start: np.ndarray,
     caplen: np.ndarray,
     l3: np.ndarray,
@@ -459,30 +462,22 @@ def _slow_path(
     """IP fragments and IPv6 extension headers, one frame at a time (rare)."""
     out = []
     for i in rows:
-        ip = chunk[int(l3[i]) : int(start[i] + caplen[i])]
+        ip = buf[int(l3[i]) : int(start[i] + caplen[i])].tobytes()
         result = reassembler.feed(ip, int(times[i]), skipped)
         if result is not None:
             out.append(result)
     return out
 
 
-def _append_payloads(
-    batch: DatagramBatch, extra: list[tuple[bytes, tuple[int, int], int, int]]
-) -> DatagramBatch:
-    """Add reassembled/slow-path datagrams after the fast-path ones (one copy of the chunk)."""
-    base = len(batch.buffer)
-    blob = b"".join(p for p, *_ in extra)
-    buffer = np.concatenate([batch.buffer, np.frombuffer(blob, np.uint8)])
+def _payload_batch(extra: list[tuple[bytes, tuple[int, int], int, int]]) -> DatagramBatch:
+    """A batch of its own for datagrams the slow path produced (reassembled fragments)."""
     lengths = np.array([len(p) for p, *_ in extra], dtype=np.int64)
-    offsets = base + np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    addrs = np.array([a for _, a, _, _ in extra], dtype=np.uint64).reshape(-1, 2)
-    ports = np.array([p for _, _, p, _ in extra], dtype=np.uint16)
-    times = np.array([t for *_, t in extra], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     return DatagramBatch(
-        buffer,
-        np.concatenate([batch.offsets, offsets]),
-        np.concatenate([batch.lengths, lengths]),
-        np.concatenate([batch.source_address, addrs]),
-        np.concatenate([batch.source_port, ports]),
-        np.concatenate([batch.arrival_ns, times]),
+        np.frombuffer(b"".join(p for p, *_ in extra), np.uint8),
+        offsets,
+        lengths,
+        np.array([a for _, a, _, _ in extra], dtype=np.uint64).reshape(-1, 2),
+        np.array([p for _, _, p, _ in extra], dtype=np.uint16),
+        np.array([t for *_, t in extra], dtype=np.int64),
     )
