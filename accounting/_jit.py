@@ -14,3 +14,15 @@ JIT_OPTIONS = {"nogil": True, "cache": True, "fastmath": False}
 def kernel(func):
     """Compile ``func`` with the project's numba options."""
     return numba.njit(**JIT_OPTIONS)(func)
+
+
+PARALLEL_OPTIONS = {**JIT_OPTIONS, "parallel": True}
+
+
+def parallel_kernel(func):
+    """Compile ``func`` with the project's options plus ``parallel=True`` (for ``numba.prange``).
+
+    Parallel kernels must give the same result whatever the thread count: each iteration of a
+    ``prange`` loop writes its own output slot, and reductions happen afterwards in a fixed order.
+    """
+    return numba.njit(**PARALLEL_OPTIONS)(func)

@@ -1,8 +1,15 @@
-"""Splitting an invoice in integer cents that always add up to it exactly."""
+"""Splitting an invoice in integer cents that always add up to it exactly.
+
+Largest remainder: each member first gets the floor of its exact proportional share, and the
+cents left over go one each to the largest remainders, ties broken by member id ascending.
+The result sums to the total exactly and does not depend on the order of the members.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from fractions import Fraction
 
 
 def largest_remainder(total_cents: int, weights: Mapping[str, int]) -> dict[str, int]:
@@ -46,3 +53,29 @@ def split_volume(total_cents: int, volumes: Mapping[str, int]) -> tuple[dict[str
             "no member traffic in the month: the invoice is split equally",
         )
     return largest_remainder(total_cents, volumes), None
+
+
+def largest_remainder_exact(
+    total_cents: int, weights: Mapping[str, int | Fraction]
+) -> dict[str, int]:
+    """``largest_remainder`` for exact rational weights (ints or Fractions).
+
+    The weights are brought to a common denominator, which changes no ratio, so the split is
+    the exact proportional one rounded by the largest-remainder method (ties by id).
+    """
+    fractions = {key: Fraction(w) for key, w in weights.items()}
+    common = math.lcm(1, *(f.denominator for f in fractions.values()))
+    return largest_remainder(
+        total_cents, {key: f.numerator * (common // f.denominator) for key, f in fractions.items()}
+    )
+
+
+def split_or_equal(
+    total_cents: int, weights: Mapping[str, int | Fraction]
+) -> tuple[dict[str, int], bool]:
+    """Proportional split, or equal split when every weight is zero (returns (shares, equal?))."""
+    if not weights:
+        return {}, False
+    if all(w == 0 for w in weights.values()):
+        return largest_remainder(total_cents, dict.fromkeys(weights, 1)), True
+    return largest_remainder_exact(total_cents, weights), False
