@@ -7,7 +7,10 @@ computed while it is read; a file already ingested is reported and nothing is wr
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import queue
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -21,6 +24,7 @@ from accounting.config import Config
 from accounting.members import MemberTable, compile_members
 from accounting.store import SourceRecord, Store, usage_frame
 from accounting.usage import UsageRows
+from collector.batch import FlowBatch
 from collector.decode import Decoder
 from collector.pcap import CaptureStats, read_datagrams
 
@@ -48,6 +52,10 @@ class IngestSummary:
     seconds: float = 0.0
     duplicate_of: tuple[int, str] | None = None  # (source id, name) when already ingested
     source_id: int | None = None
+    # Seconds per stage: read (capture walk + frame parsing), decode, attribute (scale,
+    # classify, bin: on a second thread, overlapping read and decode), combine (sum the
+    # batches' usage rows), store (hash wait + transaction).
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def ingest_file(
@@ -67,54 +75,131 @@ def ingest_file(
     hasher = hashlib.sha256()
     stats = CaptureStats()
     decoder = Decoder()
-    parts: list[UsageRows] = []
-    first = last = None
-    for batch in read_datagrams(path, stats=stats, hasher=hasher):
-        result = decoder.decode(batch)
-        summary.datagrams += result.datagrams
-        summary.datagrams_by_version.update(result.datagrams_by_version)
-        summary.dropped.update(result.dropped)
-        summary.notes.update(result.notes)
-        flows = result.flows
-        if len(flows):
-            summary.flows += len(flows)
-            lo = int(flows.flow_start_milliseconds.min())
-            hi = int(flows.flow_end_milliseconds.max())
-            first = lo if first is None else min(first, lo)
-            last = hi if last is None else max(last, hi)
-            parts.append(attribute(flows, table, bin_ms=bin_ms, notes=summary.notes))
-        if progress:
-            progress(stats.bytes_read)
+    clock = _StageClock()
+    worker = _AttributeWorker(table, bin_ms, clock)
+    batches = read_datagrams(path, stats=stats, hasher=hasher)
+    try:
+        while True:
+            with clock("read"):
+                batch = next(batches, None)
+            if batch is None:
+                break
+            with clock("decode"):
+                result = decoder.decode(batch)
+            summary.datagrams += result.datagrams
+            summary.datagrams_by_version.update(result.datagrams_by_version)
+            summary.dropped.update(result.dropped)
+            summary.notes.update(result.notes)
+            if len(result.flows):
+                summary.flows += len(result.flows)
+                worker.submit(result.flows)
+            if progress:
+                progress(stats.bytes_read)
+    finally:
+        worker.close()
+    parts, worker_notes, first, last = worker.results()
     summary.frames = stats.frames
     summary.skipped = +stats.skipped
     summary.dropped = +summary.dropped
-    summary.notes = +summary.notes
+    summary.notes = +(summary.notes + worker_notes)
     summary.first_flow_ms, summary.last_flow_ms = first, last
-    summary.sha256 = hasher.hexdigest()
-    usage = UsageRows.combine(parts)
+    with clock("combine"):
+        usage = UsageRows.combine(parts)
     summary.usage_rows = len(usage)
     summary.bytes_total = int(np.sum(usage.bytes)) if len(usage) else 0
+    with clock("store"):
+        summary.sha256 = hasher.hexdigest()
+        _commit(store, summary, usage, table)
+    summary.stage_seconds = clock.seconds
+    summary.seconds = time.perf_counter() - started
+    return summary
 
+
+def _commit(store: Store, summary: IngestSummary, usage: UsageRows, table: MemberTable) -> None:
+    """Record the source and its usage, unless a file with the same hash is already in."""
     existing = store.find_source(summary.sha256)
     if existing is not None:
         summary.duplicate_of = (existing[0], existing[1])
-    else:
-        summary.source_id = store.commit_source(
-            SourceRecord(
-                kind="capture",
-                name=str(path),
-                sha256=summary.sha256,
-                size_bytes=summary.size_bytes,
-                frames=summary.frames,
-                datagrams=summary.datagrams,
-                flows=summary.flows,
-                first_flow_ms=first,
-                last_flow_ms=last,
-                dropped=dict(summary.dropped),
-                notes=dict(summary.notes),
-                skipped=dict(summary.skipped),
-            ),
-            usage_frame(usage, table),
-        )
-    summary.seconds = time.perf_counter() - started
-    return summary
+        return
+    summary.source_id = store.commit_source(
+        SourceRecord(
+            kind="capture",
+            name=summary.path,
+            sha256=summary.sha256,
+            size_bytes=summary.size_bytes,
+            frames=summary.frames,
+            datagrams=summary.datagrams,
+            flows=summary.flows,
+            first_flow_ms=summary.first_flow_ms,
+            last_flow_ms=summary.last_flow_ms,
+            dropped=dict(summary.dropped),
+            notes=dict(summary.notes),
+            skipped=dict(summary.skipped),
+        ),
+        usage_frame(usage, table),
+    )
+
+
+class _AttributeWorker:
+    """Attributes decoded batches on a second thread while the caller reads and decodes the
+    next ones: the numba kernels release the GIL, so the two stages overlap on two cores.
+    The queue is short, which bounds the memory held by batches in flight.
+    """
+
+    def __init__(self, table: MemberTable, bin_ms: int, clock: _StageClock) -> None:
+        self._table = table
+        self._bin_ms = bin_ms
+        self._clock = clock
+        self._queue: queue.Queue[FlowBatch | None] = queue.Queue(maxsize=3)
+        self._parts: list[UsageRows] = []
+        self._notes: Counter = Counter()
+        self._first: int | None = None
+        self._last: int | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="egress-attribute", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (flows := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # drain after a failure; the caller re-raises it
+            try:
+                with self._clock("attribute"):
+                    lo = int(flows.flow_start_milliseconds.min())
+                    hi = int(flows.flow_end_milliseconds.max())
+                    self._first = lo if self._first is None else min(self._first, lo)
+                    self._last = hi if self._last is None else max(self._last, hi)
+                    self._parts.append(
+                        attribute(flows, self._table, bin_ms=self._bin_ms, notes=self._notes)
+                    )
+            except BaseException as exc:  # handed to the caller's thread
+                self._error = exc
+
+    def submit(self, flows: FlowBatch) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(flows)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def results(self) -> tuple[list[UsageRows], Counter, int | None, int | None]:
+        if self._error is not None:
+            raise self._error
+        return self._parts, self._notes, self._first, self._last
+
+
+class _StageClock:
+    """Accumulates wall time per named stage (``with clock("decode"): ...``)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str):
+        begin = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - begin

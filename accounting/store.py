@@ -4,7 +4,11 @@ Tables (see docs/architecture.md for the full description):
 - ``usage``: bytes/packets/flows per (bin_start, bucket, member_id, direction). ``bucket``
   is 'member', 'internal' or 'unattributed'; ``member_id`` is '' outside 'member';
   ``direction`` is 'in' (towards the member), 'out' (from the member) or 'none'.
-  Writes add to existing rows (upsert), so late flows for a past bin simply add up.
+  Writes add to existing rows, so late flows for a past bin simply add up. The key is
+  kept unique by the one write path (:meth:`Store._add_usage`), not by a PRIMARY KEY: the
+  ART index behind a key cost 1.0 s per 580k-row commit against 0.2 s for an
+  UPDATE + anti-join INSERT restricted to the incoming time range (zone maps prune the
+  rest of the table, which is written in time order).
 - ``sources``: one row per ingested capture, identified by the SHA-256 of its bytes, so a
   file ingested twice is recognised and not counted twice.
 - ``source_counters``: what each source dropped or adjusted, by reason.
@@ -60,8 +64,7 @@ MIGRATIONS: list[tuple[str, str]] = [
             direction VARCHAR NOT NULL CHECK (direction IN ('in', 'out', 'none')),
             bytes     BIGINT NOT NULL,
             packets   BIGINT NOT NULL,
-            flows     BIGINT NOT NULL,
-            PRIMARY KEY (bin_start, bucket, member_id, direction)
+            flows     BIGINT NOT NULL
         );
         """,
     ),
@@ -218,17 +221,31 @@ class Store:
         return int(source_id)
 
     def _add_usage(self, usage: pl.DataFrame) -> None:
+        """Add rows to ``usage``: existing keys are incremented, new keys inserted.
+
+        Runs inside the caller's transaction. The incoming time range bounds both
+        statements so that DuckDB skips row groups outside it.
+        """
         if usage.height == 0:
             return
+        lo, hi = usage["bin_start"].min(), usage["bin_start"].max()
+        key = (
+            "u.bin_start = i.bin_start AND u.bucket = i.bucket"
+            " AND u.member_id = i.member_id AND u.direction = i.direction"
+        )
         self.con.register("incoming_usage", usage)
         try:
             self.con.execute(
-                "INSERT INTO usage SELECT bin_start, bucket, member_id, direction, bytes, packets, flows"
-                " FROM incoming_usage"
-                " ON CONFLICT (bin_start, bucket, member_id, direction) DO UPDATE SET"
-                " bytes = usage.bytes + excluded.bytes,"
-                " packets = usage.packets + excluded.packets,"
-                " flows = usage.flows + excluded.flows"
+                "UPDATE usage AS u SET bytes = u.bytes + i.bytes, packets = u.packets + i.packets,"
+                f" flows = u.flows + i.flows FROM incoming_usage AS i WHERE {key}"
+                " AND u.bin_start BETWEEN ? AND ?",
+                [lo, hi],
+            )
+            self.con.execute(
+                "INSERT INTO usage SELECT i.bin_start, i.bucket, i.member_id, i.direction,"
+                " i.bytes, i.packets, i.flows FROM incoming_usage AS i"
+                f" ANTI JOIN (SELECT * FROM usage WHERE bin_start BETWEEN ? AND ?) AS u ON {key}",
+                [lo, hi],
             )
         finally:
             self.con.unregister("incoming_usage")

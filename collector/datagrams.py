@@ -82,3 +82,23 @@ def pair_to_address(hi: int, lo: int) -> ipaddress.IPv4Address | ipaddress.IPv6A
     value = (int(hi) << 64) | int(lo)
     v6 = ipaddress.IPv6Address(value)
     return v6.ipv4_mapped or v6
+
+
+def unique_addresses(addresses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (hi, lo) address rows and, per input row, the index of its distinct row.
+
+    ``np.unique(axis=0)`` sorts the rows as structured records (slow: ~5 ms for 10k
+    datagrams); when every row shares its high half (all IPv4, or one IPv6 /64) a 1-D
+    unique of the low half gives the same answer in a tenth of the time.
+    """
+    if len(addresses) == 0:
+        return addresses.reshape(0, 2), np.zeros(0, np.int64)
+    hi = addresses[:, 0]
+    if (hi == hi[0]).all():
+        lo, inverse = np.unique(addresses[:, 1], return_inverse=True)
+        uniques = np.empty((len(lo), 2), dtype=addresses.dtype)
+        uniques[:, 0] = hi[0]
+        uniques[:, 1] = lo
+        return uniques, inverse.reshape(-1)
+    uniques, inverse = np.unique(addresses, axis=0, return_inverse=True)
+    return uniques, inverse.reshape(-1)

@@ -227,3 +227,19 @@ def test_source_addresses_are_ipv4_mapped_pairs(tmp_path):
     batch = next(read_datagrams(path))
     assert batch.source_address.dtype == np.uint64
     assert int(batch.source_address[0, 1]) == 0xFFFF_C633_64C8
+
+
+def test_unique_addresses_fast_path_agrees_with_numpy():
+    from collector.datagrams import unique_addresses
+
+    rng = np.random.default_rng(0)
+    v4 = np.zeros((500, 2), np.uint64)
+    v4[:, 1] = np.uint64(0xFFFF_0000_0000) | rng.integers(0, 8, 500).astype(np.uint64)
+    mixed = v4.copy()
+    mixed[::7, 0] = np.uint64(0x2001_0DB8 << 32)
+    for rows in (v4, mixed, v4[:0]):
+        uniques, inverse = unique_addresses(rows)
+        assert (uniques[inverse] == rows).all()
+        if len(rows):
+            want = np.unique(rows, axis=0)
+            assert (uniques == want).all()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from collector.batch import FlowBatch
-from collector.datagrams import DatagramBatch
+from collector.datagrams import DatagramBatch, unique_addresses
 from collector.decode import ipfix, netflow5, netflow9
 from collector.decode.flowsets import Dialect, ExporterState, decode_messages
 from collector.decode.sampling import SamplingPolicy, SamplingState
@@ -100,10 +100,7 @@ class Decoder:
         n = len(batch)
         if n == 0:
             return DecodeResult(FlowBatch.empty(), np.zeros((0, 2), np.uint64))
-        exporters, exporter_of_datagram = np.unique(
-            batch.source_address, axis=0, return_inverse=True
-        )
-        exporter_of_datagram = exporter_of_datagram.reshape(-1)
+        exporters, exporter_of_datagram = unique_addresses(batch.source_address)
         pairs = [(int(a), int(b)) for a, b in exporters.tolist()]
         too_short = batch.lengths < 2
         dropped["short_datagram"] += int(too_short.sum())

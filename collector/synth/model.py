@@ -8,8 +8,8 @@ Address plan for member i (i < 16,384):
 - a home /22 ``10.a.b.0/22`` (a, b from i) holding its hosts in the first three /24s;
 - a carve-out ``/26`` in the last /24 of member (i+1)'s home /22: a more specific prefix
   inside another member's block, so longest-prefix match is exercised on every run;
-- optionally extra /24s from ``172.16.0.0/12`` (to reach many prefixes per member) and
-  an IPv6 /48 ``2001:db8:<i>::/48``.
+- optionally extra /26s from ``172.16.0.0/12`` (to reach many prefixes per member; some
+  of the member's hosts are drawn from them) and an IPv6 /48 ``2001:db8:<i>::/48``.
 Internet hosts are drawn from public ranges outside every member block; "stray" GFU hosts
 (in no member prefix, giving unattributed traffic) come from ``192.168.0.0/16``.
 """
@@ -64,6 +64,15 @@ def _home_block(i: int) -> int:
     return (10 << 24) | (i << 10)
 
 
+def _extra_block(member, k, per_member):
+    """Integer address of a member's k-th extra /26 inside 172.16.0.0/12."""
+    return (172 << 24) | (16 << 16) | ((member * per_member + k) << 6)
+
+
+def extra_prefixes_per_member(members: list[SynthMember]) -> int:
+    return sum(p.startswith("172.") for p in members[0].prefixes) if members else 0
+
+
 def make_members(
     count: int, *, extra_v4_per_member: int = 0, ipv6: bool = True
 ) -> list[SynthMember]:
@@ -79,10 +88,10 @@ def make_members(
         if count > 1:
             prefixes.append(str(carve))
         for k in range(extra_v4_per_member):
-            block = (172 << 24) | (16 << 16) | ((i * extra_v4_per_member + k) << 8)
+            block = _extra_block(i, k, extra_v4_per_member)
             if block >= (172 << 24) | (32 << 16):
                 raise ValueError("too many extra prefixes for 172.16.0.0/12")
-            prefixes.append(str(ipaddress.IPv4Network((block, 24))))
+            prefixes.append(str(ipaddress.IPv4Network((block, 26))))
         if ipv6:
             prefixes.append(f"2001:db8:{i:x}::/48")
         members.append(SynthMember(f"m{i:04d}", f"Membre {i}", tuple(prefixes)))
@@ -110,8 +119,11 @@ def _public_v4(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.integers(11 << 24, 127 << 24, n, dtype=np.uint64).astype(np.uint32)
 
 
-def _member_host_v4(rng: np.random.Generator, members: np.ndarray, n_members: int) -> np.ndarray:
-    """A host of each given member: mostly its home /22 (first 3 /24s), sometimes its /26."""
+def _member_host_v4(
+    rng: np.random.Generator, members: np.ndarray, n_members: int, extra: int = 0
+) -> np.ndarray:
+    """A host of each given member: mostly its home /22 (first 3 /24s), sometimes its
+    carve-out /26 or one of its extra /26s."""
     home = (np.uint32(10 << 24) | (members.astype(np.uint32) << np.uint32(10))).astype(np.uint32)
     host = home + rng.integers(1, 3 * 256 - 1, len(members)).astype(np.uint32)
     if n_members > 1:
@@ -127,6 +139,12 @@ def _member_host_v4(rng: np.random.Generator, members: np.ndarray, n_members: in
         )
         carve_host = carve_base + rng.integers(1, 63, len(members)).astype(np.uint32)
         host = np.where(use_carve, carve_host, host).astype(np.uint32)
+    if extra:
+        use_extra = rng.random(len(members)) < 0.3
+        k = rng.integers(0, extra, len(members))
+        base = (np.int64(172 << 24) | np.int64(16 << 16)) + ((members * extra + k) << 6)
+        extra_host = (base + rng.integers(1, 63, len(members))).astype(np.uint32)
+        host = np.where(use_extra, extra_host, host).astype(np.uint32)
     return host
 
 
@@ -165,8 +183,9 @@ def generate_flows(members: list[SynthMember], spec: TrafficSpec) -> SynthFlows:
     peer = rng.choice(m, size=n, p=weights / weights.sum()).astype(np.int64)
     upload = rng.random(n) < 0.3
 
-    local4 = _member_host_v4(rng, member, m)
-    peer4 = _member_host_v4(rng, peer, m)
+    extra = extra_prefixes_per_member(members)
+    local4 = _member_host_v4(rng, member, m, extra)
+    peer4 = _member_host_v4(rng, peer, m, extra)
     remote4 = _public_v4(rng, n)
     stray4 = (
         np.uint32(192 << 24 | 168 << 16) + rng.integers(1, 65535, n).astype(np.uint32)

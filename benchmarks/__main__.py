@@ -1,0 +1,35 @@
+"""Benchmark suite entry point: ``python -m benchmarks run [--quick]`` or one benchmark by name.
+
+python -m benchmarks run            # every benchmark, full size; rewrites RESULTS.md sections
+python -m benchmarks run --quick    # CI smoke: small sizes, exact accuracy still required
+python -m benchmarks v5 [--quick]   # one benchmark
+"""
+
+from __future__ import annotations
+
+import sys
+
+from benchmarks import bench_v5
+
+SUITES = {"v5": bench_v5.main}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name == "run":
+        status = 0
+        for suite, entry in SUITES.items():
+            print(f"== {suite}")
+            status |= entry(rest)
+        return status
+    if name not in SUITES:
+        print(f"unknown benchmark {name!r}; choose from: run, {', '.join(SUITES)}", file=sys.stderr)
+        return 2
+    return SUITES[name](rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
