@@ -265,12 +265,12 @@ class ContractModel:
             lines = [f"commit {_fmt(commit)} Mb/s for {format_cents(self.monthly_cents)} a month"]
             for k, tier in enumerate(self.tiers):
                 end = (
-                    f"{_fmt(self.tiers[k + 1].from_mbps)} Mb/s"
+                    f"to {_fmt(self.tiers[k + 1].from_mbps)} Mb/s"
                     if k + 1 < len(self.tiers)
                     else "upwards"
                 )
                 lines.append(
-                    f"  from {_fmt(tier.from_mbps)} Mb/s to {end}: "
+                    f"  from {_fmt(tier.from_mbps)} Mb/s {end}: "
                     f"{float(tier.cents_per_mbps) / 100:g} € per Mb/s of billed 95th"
                 )
             if self.round_up_mbps:

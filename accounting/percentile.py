@@ -1,7 +1,12 @@
 """The billing percentile, by our own definition (not a library quantile that may change).
 
 Nearest rank: with n samples sorted ascending, the p-th percentile is the sample of rank
-r = ceil(p * n / 100) (1-based), computed in integers as (p * n + 99) // 100.
+r = ceil(p * n / 100) (1-based), computed in integers as (p * n + 99) // 100; equivalently
+the m-th largest with m = n - r + 1 (``top_rank``). Samples are per-bin byte counts (the
+rate of a bin is bytes * 8 / bin_seconds); n is the number of bins taken into account (the
+caller decides whether bins without data are excluded or count as zero). Ties between equal
+samples are broken by bin index (a stable sort), so "the bin that sets the percentile" is
+well defined: among equal values, the earlier bin ranks lower.
 """
 
 from __future__ import annotations
@@ -42,3 +47,23 @@ def percentile_bin(samples: np.ndarray, percentile: int) -> int:
     r = nearest_rank(n, percentile)
     order = np.argsort(samples, kind="stable")
     return int(order[r - 1])
+
+
+def top_rank(n: int, percentile: int) -> int:
+    """m such that the nearest-rank percentile of n samples is their m-th largest (0 if n=0)."""
+    return n - nearest_rank(n, percentile) + 1 if n else 0
+
+
+def percentile_band(samples: np.ndarray, percentile: int, band: int = 0) -> np.ndarray:
+    """Indices of the samples ranked r - band .. r + band (ascending, stable), clipped to 1..n.
+
+    With band 0 it is ``[percentile_bin(samples, percentile)]``; empty for no samples.
+    """
+    n = len(samples)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    if band < 0:
+        raise ValueError("band must be >= 0")
+    r = nearest_rank(n, percentile)
+    order = np.argsort(samples, kind="stable")
+    return order[max(0, r - 1 - band) : min(n, r + band)].astype(np.int64)

@@ -64,7 +64,7 @@ from numba import prange
 
 from accounting._jit import kernel, parallel_kernel
 from accounting.contract import GameTariff
-from accounting.percentile import nearest_rank
+from accounting.percentile import nearest_rank, top_rank
 
 Z_95 = 1.959963984540054
 DEFAULT_TOLERANCE = 0.005
@@ -398,11 +398,6 @@ def _check_game(X: np.ndarray, percentile: int) -> np.ndarray:
     if not 1 <= percentile <= 100:
         raise ValueError("percentile must be in 1..100")
     return X
-
-
-def top_rank(bins: int, percentile: int) -> int:
-    """m such that the nearest-rank percentile is the m-th largest of ``bins`` values."""
-    return bins - nearest_rank(bins, percentile) + 1
 
 
 def coalition_value(X: np.ndarray, members, percentile: int, tariff: GameTariff = LINEAR) -> float:
