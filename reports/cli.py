@@ -241,7 +241,8 @@ def demo(directory: Path, n_members: int, flows: int) -> None:
     from reports.render.table import render_table
     from reports.summary import format_ingest_summary
 
-    scenario = v5_scenario(directory, members=n_members, spec=TrafficSpec(flows=flows))
+    spec = TrafficSpec(flows=flows, duration_ms=2 * 86_400_000, max_octets_share=0.0)
+    scenario = v5_scenario(directory, members=n_members, spec=spec)
     click.echo(f"wrote {scenario.capture} ({scenario.datagrams} datagrams) and {scenario.config}")
     config = load_config(scenario.config)
     with Store.open(config.storage.database) as store:

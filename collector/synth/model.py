@@ -112,6 +112,8 @@ class TrafficSpec:
     long_flow_share: float = 0.1  # flows lasting up to 30 minutes (spanning bins)
     exporters: int = 2
     max_octets: int = 2**32 - 1
+    max_octets_share: float = 0.001  # flows at the format's byte-count limit (edge cases)
+    diurnal: bool = True  # more flows in the (UTC) daytime, so percentiles mean something
 
 
 def _public_v4(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -166,6 +168,20 @@ def _public_v6(rng: np.random.Generator, n: int) -> np.ndarray:
     return out
 
 
+def _start_offsets(rng: np.random.Generator, n: int, duration_ms: int, diurnal: bool) -> np.ndarray:
+    """Offsets in [0, duration): uniform, or with a daily cycle peaking mid-afternoon UTC
+    (density 1 + 0.8 sin, drawn by rejection)."""
+    if not diurnal:
+        return rng.integers(0, duration_ms, n)
+    out = np.empty(0, np.int64)
+    while len(out) < n:
+        cand = rng.integers(0, duration_ms, 2 * (n - len(out)) + 16)
+        phase = 2 * np.pi * (((cand // 1000) % 86_400) / 86_400.0 - 0.375)
+        keep = rng.random(len(cand)) * 1.8 < 1.0 + 0.8 * np.sin(phase)
+        out = np.concatenate([out, cand[keep]])
+    return out[:n]
+
+
 def generate_flows(members: list[SynthMember], spec: TrafficSpec) -> SynthFlows:
     """Flows of the traffic model, vectorised (10 M flows take a few seconds)."""
     rng = np.random.default_rng(spec.seed)
@@ -217,7 +233,7 @@ def generate_flows(members: list[SynthMember], spec: TrafficSpec) -> SynthFlows:
     direction = np.where(upload, DIR_OUT, DIR_IN).astype(np.int8)
     direction[~member_flow] = DIR_NONE
 
-    start = spec.start_ms + rng.integers(0, spec.duration_ms, n)
+    start = spec.start_ms + _start_offsets(rng, n, spec.duration_ms, spec.diurnal)
     long_flow = rng.random(n) < spec.long_flow_share
     dur = np.where(
         long_flow,
@@ -230,7 +246,7 @@ def generate_flows(members: list[SynthMember], spec: TrafficSpec) -> SynthFlows:
     octets = np.minimum(
         (rng.pareto(1.2, n) * 2000 + 40).astype(np.uint64), np.uint64(spec.max_octets)
     )
-    octets[rng.random(n) < 0.001] = np.uint64(spec.max_octets)
+    octets[rng.random(n) < spec.max_octets_share] = np.uint64(spec.max_octets)
     packets = np.maximum(octets // np.uint64(900), np.uint64(1))
     exporter = rng.integers(0, spec.exporters, n).astype(np.int32)
     uplink = np.uint16(1)
