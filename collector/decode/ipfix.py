@@ -9,9 +9,9 @@ Template records (§3.4.1): a field specifier whose element id has the top bit s
 enterprise-specific and is followed by a 4-byte Private Enterprise Number; such fields are
 skipped by their length. Length 65535 means variable length (§7). A template record with
 field count 0 is a withdrawal (§8.1); a withdrawal whose template id equals the set id
-(2 or 3) withdraws all (options) templates of the domain. The message may be shorter
-than the datagram: bytes after ``length`` are ignored and counted; a message longer than
-its datagram is dropped.
+(2 or 3) withdraws all (options) templates of the domain. A message longer than
+its datagram is dropped; a datagram longer than its message is read to its end (one
+message per datagram over UDP, as Wireshark reads it) and counted.
 """
 
 from __future__ import annotations
@@ -58,14 +58,16 @@ def parse_headers(batch: DatagramBatch, rows: np.ndarray, errors: Counter) -> He
     if bad.any():
         errors["ipfix_bad_message_length"] += int(bad.sum())
         rows, headers, length, available = rows[~bad], headers[~bad], length[~bad], available[~bad]
-    trailing = int((available > length).sum())
-    if trailing:
-        errors["ipfix_trailing_bytes_ignored"] += trailing
+    longer = int((available > length).sum())
+    if longer:
+        # One message per datagram (RFC 7011 §10.3.3): the datagram's end bounds the
+        # sets, as Wireshark reads it; the mismatch is counted.
+        errors["ipfix_datagram_longer_than_message"] += longer
     starts = batch.offsets[rows] + HEADER_LEN
     return Headers(
         rows=rows,
         starts=starts,
-        ends=batch.offsets[rows] + length,
+        ends=batch.offsets[rows] + available,
         export_ms=headers["export_time"].astype(np.int64) * 1000,
         sys_uptime=None,
         sequence=headers["sequence"].astype(np.int64),
