@@ -79,3 +79,32 @@ def split_or_equal(
     if all(w == 0 for w in weights.values()):
         return largest_remainder(total_cents, dict.fromkeys(weights, 1)), True
     return largest_remainder_exact(total_cents, weights), False
+
+
+def largest_remainder_rounded(
+    total_cents: int, weights: Mapping[str, int], resolution: int = 1_000_000
+) -> dict[str, int]:
+    """``largest_remainder`` where remainders closer than 1/``resolution`` cent are ties.
+
+    For weights that carry float rounding (Shapley values): two members whose exact shares
+    have the same remainder must not be told apart by the last bits of a float, so the
+    remainders are rounded to a millionth of a cent before ties are broken by id.
+    """
+    if total_cents < 0:
+        raise ValueError("total_cents must be >= 0")
+    if any(w < 0 for w in weights.values()):
+        raise ValueError("weights must be >= 0")
+    whole = sum(weights.values())
+    if whole == 0:
+        raise ValueError("all weights are zero")
+    shares: dict[str, int] = {}
+    keys: list[tuple[int, str]] = []
+    for key, w in weights.items():
+        q, r = divmod(total_cents * w, whole)
+        shares[key] = q
+        keys.append(((r * resolution * 2 + whole) // (2 * whole), key))
+    left = total_cents - sum(shares.values())
+    keys.sort(key=lambda item: (-item[0], item[1]))
+    for _, key in keys[:left]:
+        shares[key] += 1
+    return shares

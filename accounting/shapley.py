@@ -9,7 +9,7 @@ with X[0] = in and X[1] = out). A coalition S has, in each direction d, the per-
 s_d(t) = sum over i in S of X[d, i, t], and its billed value is
 
     P(S) = max over d of P95(s_d)        (nearest rank: the r-th smallest, r = ceil(p n / 100))
-    v(S) = g(P(S)) for S non-empty,  v(empty) = 0
+    v(S) = g(P(S)) if S has any traffic,  v(S) = 0 otherwise (no traffic, no contract needed)
 
 where g is a ``GameTariff``: ``base + sum_k slope_k * overlap(P, [knot_k, knot_k+1))`` over
 byte-per-bin knots, optionally with the amount above the first knot rounded up to ``unit``.
@@ -401,10 +401,10 @@ def _check_game(X: np.ndarray, percentile: int) -> np.ndarray:
 
 
 def coalition_value(X: np.ndarray, members, percentile: int, tariff: GameTariff = LINEAR) -> float:
-    """v(S) by the definition (slow, for tests and reports)."""
+    """v(S) by the definition (sorting; for tests and reports)."""
     X = _check_game(X, percentile)
     members = list(members)
-    if not members or X.shape[2] == 0:
+    if not members or X.shape[2] == 0 or not X[:, members, :].any():
         return 0.0
     sums = X[:, members, :].sum(axis=1)
     r = nearest_rank(X.shape[2], percentile)

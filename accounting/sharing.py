@@ -36,8 +36,9 @@ Rules (``allocate``), each giving integer cents that sum exactly to the amount
   S's traffic) (``accounting.shapley``; the tariff is ``linear`` by default, or the
   contract's, see ``ContractModel.game_tariff``), exact up to ``exact_max_members`` members
   with traffic, Monte Carlo above. The real values are turned into cents by largest
-  remainder on the values (quantised to 2^-40 of their sum first, so that float rounding
-  cannot decide a cent). Falls back to ``volume`` when the game is worth 0.
+  remainder on the values (quantised to 2^-40 of their sum, and remainders within a
+  millionth of a cent treated as ties, so that float rounding cannot decide a cent). Falls
+  back to ``volume`` when the game is worth 0.
 - Any rule falls back to an equal split, stated, when its fallback has nothing either.
 Ties of the largest remainder are broken by member id (ascending): the result does not
 depend on the order of the members.
@@ -52,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from accounting.allocation import split_or_equal
+from accounting.allocation import largest_remainder_rounded, split_or_equal
 from accounting.contract import GAMES, GameTariff
 from accounting.percentile import percentile_band, percentile_bin, percentile_rows, percentile_value
 
@@ -380,9 +381,15 @@ def _split(
     weights: Sequence[Any],
     basis: str,
     notes: list[str],
+    *,
+    rounded: bool = False,
     **kw: Any,
 ) -> Allocation:
-    shares, equal = split_or_equal(amount, dict(zip(ids, weights, strict=True)))
+    mapping = dict(zip(ids, weights, strict=True))
+    if rounded and any(weights):
+        shares, equal = largest_remainder_rounded(amount, mapping), False
+    else:
+        shares, equal = split_or_equal(amount, mapping)
     if equal and ids:
         notes.append(f"{basis}: zero for every member, the amount is split equally")
         used, basis = "equal", "equal split"
@@ -516,6 +523,7 @@ def allocate(
         weights,
         f"Shapley value ({tariff.label})",
         notes,
+        rounded=True,
         shapley=result,
     )
 
