@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from accounting import kernels
+from accounting.exporters import UplinkTable
 from accounting.members import MemberTable
 from accounting.usage import UsageRows
 from collector.batch import FlowBatch
@@ -199,13 +200,26 @@ def _cube_to_rows(cube: np.ndarray, bin0: int, bin_ms: int) -> UsageRows:
     )
 
 
-def attribute(flows: FlowBatch, table: MemberTable, *, bin_ms: int, notes: Counter) -> UsageRows:
-    """The whole per-batch accounting step: scale, bound, classify and bin in one pass."""
+def attribute(
+    flows: FlowBatch,
+    table: MemberTable,
+    *,
+    bin_ms: int,
+    notes: Counter,
+    uplinks: UplinkTable | None = None,
+) -> UsageRows:
+    """The whole per-batch accounting step: scale, bound, classify and bin in one pass.
+
+    ``uplinks`` (indexed like ``flows.exporter_index``) restricts billing to flows that
+    cross a declared uplink of their exporter (see accounting/exporters.py).
+    """
     n = len(flows)
     if n == 0:
         return UsageRows.empty()
     p = prepare(flows, notes)
-    n_rows = table.size + 2
+    n_rows = table.rows
+    if uplinks is None:
+        uplinks = UplinkTable.none(int(flows.exporter_index.max()) + 1)
     src6, dst6 = _ipv6_columns(flows)
     trie = table.trie
     if p.last_ms // bin_ms - p.first_ms // bin_ms + 1 <= MAX_CUBE_CELLS // (n_rows * 9):
@@ -228,6 +242,11 @@ def attribute(flows: FlowBatch, table: MemberTable, *, bin_ms: int, notes: Count
             trie.v6.root,
             trie.v6.chunks,
             np.int64(table.size),
+            flows.exporter_index,
+            flows.ingress_interface,
+            flows.egress_interface,
+            uplinks.interfaces,
+            uplinks.count,
             p.octets,
             p.packets,
             p.start_ms,

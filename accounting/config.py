@@ -10,12 +10,19 @@ import ipaddress
 import os
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from accounting.collector_config import (
+    CollectorConfig,
+    ExporterConfig,
+    parse_collector,
+    parse_exporters,
+)
+from accounting.validation import Validator, is_int
 from collector.errors import EgressError
 
 DEFAULT_CONFIG = "egress.toml"
@@ -72,6 +79,8 @@ class Config:
     billing: BillingConfig
     contract: ContractConfig
     members: tuple[MemberConfig, ...]
+    collector: CollectorConfig = field(default_factory=CollectorConfig)
+    exporters: tuple[ExporterConfig, ...] = ()
 
 
 def resolve_config_path(option: str | None) -> Path:
@@ -98,38 +107,20 @@ def parse_config(text: str, path: Path | str = DEFAULT_CONFIG) -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, [f"not valid TOML: {exc}"]) from None
-    v = _Validator()
-    v.unknown_keys(raw, {"storage", "billing", "contract", "members"}, "")
+    v = Validator()
+    v.unknown_keys(raw, {"storage", "billing", "contract", "members", "collector", "exporters"}, "")
     storage = _storage(v, raw.get("storage", {}), path)
     billing = _billing(v, raw.get("billing", {}))
     contract = _contract(v, raw.get("contract"))
     members = _members(v, raw.get("members", []))
+    collector = parse_collector(v, raw.get("collector"), path)
+    exporters = parse_exporters(v, raw.get("exporters"))
     if v.problems:
         raise ConfigError(path, v.problems)
-    return Config(path, storage, billing, contract, members)
+    return Config(path, storage, billing, contract, members, collector, exporters)
 
 
-class _Validator:
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-
-    def add(self, key: str, reason: str) -> None:
-        self.problems.append(f"{key}: {reason}")
-
-    def unknown_keys(self, table: dict[str, Any], allowed: set[str], where: str) -> None:
-        for key in table:
-            if key not in allowed:
-                name = f"{where}.{key}" if where else key
-                self.add(name, f"unknown key (allowed here: {', '.join(sorted(allowed))})")
-
-    def table(self, value: Any, key: str) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            self.add(key, f"must be a table, not {type(value).__name__}")
-            return {}
-        return value
-
-
-def _storage(v: _Validator, raw: Any, path: Path) -> StorageConfig:
+def _storage(v: Validator, raw: Any, path: Path) -> StorageConfig:
     raw = v.table(raw, "storage")
     v.unknown_keys(raw, {"database"}, "storage")
     database = raw.get("database", "egress.duckdb")
@@ -142,7 +133,7 @@ def _storage(v: _Validator, raw: Any, path: Path) -> StorageConfig:
     return StorageConfig(db)
 
 
-def _billing(v: _Validator, raw: Any) -> BillingConfig:
+def _billing(v: Validator, raw: Any) -> BillingConfig:
     raw = v.table(raw, "billing")
     v.unknown_keys(raw, {"timezone", "bin_seconds", "percentile", "direction"}, "billing")
     d = BillingConfig()
@@ -160,14 +151,14 @@ def _billing(v: _Validator, raw: Any) -> BillingConfig:
             )
             tz = d.timezone
     bin_seconds = raw.get("bin_seconds", d.bin_seconds)
-    if not _is_int(bin_seconds) or bin_seconds <= 0 or 3600 % bin_seconds:
+    if not is_int(bin_seconds) or bin_seconds <= 0 or 3600 % bin_seconds:
         v.add(
             "billing.bin_seconds",
             f"must be a whole number of seconds dividing 3600, got {bin_seconds!r}",
         )
         bin_seconds = d.bin_seconds
     percentile = raw.get("percentile", d.percentile)
-    if not _is_int(percentile) or not 1 <= percentile <= 100:
+    if not is_int(percentile) or not 1 <= percentile <= 100:
         v.add("billing.percentile", f"must be a whole number from 1 to 100, got {percentile!r}")
         percentile = d.percentile
     direction = raw.get("direction", d.direction)
@@ -179,7 +170,7 @@ def _billing(v: _Validator, raw: Any) -> BillingConfig:
     return BillingConfig(tz, bin_seconds, percentile, direction)
 
 
-def _contract(v: _Validator, raw: Any) -> ContractConfig:
+def _contract(v: Validator, raw: Any) -> ContractConfig:
     if raw is None:
         v.add("contract", "missing table: give [contract] monthly_eur = <invoice amount>")
         return ContractConfig(0)
@@ -191,7 +182,7 @@ def _contract(v: _Validator, raw: Any) -> ContractConfig:
     return ContractConfig(euros_to_cents(v, "contract.monthly_eur", raw["monthly_eur"]))
 
 
-def euros_to_cents(v: _Validator, key: str, value: Any) -> int:
+def euros_to_cents(v: Validator, key: str, value: Any) -> int:
     """Exact cents from a TOML number (at most two decimals, not negative)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         v.add(key, f"must be a number of euros, got {value!r}")
@@ -211,7 +202,7 @@ def euros_to_cents(v: _Validator, key: str, value: Any) -> int:
     return int(cents)
 
 
-def _members(v: _Validator, raw: Any) -> tuple[MemberConfig, ...]:
+def _members(v: Validator, raw: Any) -> tuple[MemberConfig, ...]:
     if not isinstance(raw, list):
         v.add("members", "must be an array of tables: [[members]]")
         return ()
@@ -263,7 +254,7 @@ def _members(v: _Validator, raw: Any) -> tuple[MemberConfig, ...]:
     return tuple(members)
 
 
-def _network(v: _Validator, key: str, text: Any) -> Network | None:
+def _network(v: Validator, key: str, text: Any) -> Network | None:
     if not isinstance(text, str):
         v.add(key, f"must be a string such as '10.1.0.0/16', got {text!r}")
         return None
@@ -280,7 +271,3 @@ def _network(v: _Validator, key: str, text: Any) -> Network | None:
         else:
             v.add(key, f"{text!r} is not a valid IPv4/IPv6 prefix: {reason}")
         return None
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)

@@ -21,6 +21,7 @@ import numpy as np
 
 from accounting.attribution import attribute
 from accounting.config import Config
+from accounting.exporters import ExporterPolicy, UplinkTable
 from accounting.members import MemberTable, compile_members
 from accounting.store import SourceRecord, Store, usage_frame
 from accounting.usage import UsageRows
@@ -45,6 +46,7 @@ class IngestSummary:
     dropped: Counter = field(default_factory=Counter)
     notes: Counter = field(default_factory=Counter)
     skipped: Counter = field(default_factory=Counter)
+    unknown_exporters: Counter = field(default_factory=Counter)  # datagrams by source address
     first_flow_ms: int | None = None
     last_flow_ms: int | None = None
     usage_rows: int = 0
@@ -75,6 +77,7 @@ def ingest_file(
     hasher = hashlib.sha256()
     stats = CaptureStats()
     decoder = Decoder()
+    policy = ExporterPolicy(config.exporters, config.collector.allow_unknown_exporters)
     clock = _StageClock()
     worker = _AttributeWorker(table, bin_ms, clock)
     batches = read_datagrams(path, stats=stats, hasher=hasher)
@@ -85,20 +88,25 @@ def ingest_file(
             if batch is None:
                 break
             with clock("decode"):
+                batch = policy.filter_datagrams(batch, summary.unknown_exporters)
                 result = decoder.decode(batch)
+                flows = policy.apply_sampling(result.flows, result.exporters)
             summary.datagrams += result.datagrams
             summary.datagrams_by_version.update(result.datagrams_by_version)
             summary.dropped.update(result.dropped)
             summary.notes.update(result.notes)
-            if len(result.flows):
-                summary.flows += len(result.flows)
-                worker.submit(result.flows)
+            if len(flows):
+                summary.flows += len(flows)
+                worker.submit(flows, policy.uplinks(result.exporters))
             if progress:
                 progress(stats.bytes_read)
     finally:
         worker.close()
     parts, worker_notes, first, last = worker.results()
+    if summary.unknown_exporters:
+        summary.dropped["unknown_exporter"] += sum(summary.unknown_exporters.values())
     summary.frames = stats.frames
+    summary.datagrams = stats.udp_datagrams
     summary.skipped = +stats.skipped
     summary.dropped = +summary.dropped
     summary.notes = +(summary.notes + worker_notes)
@@ -132,7 +140,10 @@ def _commit(store: Store, summary: IngestSummary, usage: UsageRows, table: Membe
             flows=summary.flows,
             first_flow_ms=summary.first_flow_ms,
             last_flow_ms=summary.last_flow_ms,
-            dropped=dict(summary.dropped),
+            dropped={
+                **dict(summary.dropped),
+                **{f"unknown_exporter:{a}": c for a, c in summary.unknown_exporters.items()},
+            },
             notes=dict(summary.notes),
             skipped=dict(summary.skipped),
         ),
@@ -150,7 +161,7 @@ class _AttributeWorker:
         self._table = table
         self._bin_ms = bin_ms
         self._clock = clock
-        self._queue: queue.Queue[FlowBatch | None] = queue.Queue(maxsize=3)
+        self._queue: queue.Queue[tuple[FlowBatch, UplinkTable] | None] = queue.Queue(maxsize=3)
         self._parts: list[UsageRows] = []
         self._notes: Counter = Counter()
         self._first: int | None = None
@@ -160,7 +171,8 @@ class _AttributeWorker:
         self._thread.start()
 
     def _run(self) -> None:
-        while (flows := self._queue.get()) is not None:
+        while (item := self._queue.get()) is not None:
+            flows, uplinks = item
             if self._error is not None:
                 continue  # drain after a failure; the caller re-raises it
             try:
@@ -170,15 +182,21 @@ class _AttributeWorker:
                     self._first = lo if self._first is None else min(self._first, lo)
                     self._last = hi if self._last is None else max(self._last, hi)
                     self._parts.append(
-                        attribute(flows, self._table, bin_ms=self._bin_ms, notes=self._notes)
+                        attribute(
+                            flows,
+                            self._table,
+                            bin_ms=self._bin_ms,
+                            notes=self._notes,
+                            uplinks=uplinks,
+                        )
                     )
             except BaseException as exc:  # handed to the caller's thread
                 self._error = exc
 
-    def submit(self, flows: FlowBatch) -> None:
+    def submit(self, flows: FlowBatch, uplinks: UplinkTable) -> None:
         if self._error is not None:
             raise self._error
-        self._queue.put(flows)
+        self._queue.put((flows, uplinks))
 
     def close(self) -> None:
         self._queue.put(None)

@@ -5,7 +5,8 @@ wrappers live in attribution.py. Every kernel has a slow reference in tests/refe
 and is compared with it on generated flows.
 
 Conventions shared with attribution.py:
-- owner rows: 0..M-1 are members, M is ``internal``, M+1 is ``unattributed``;
+- owner rows: 0..M-1 are members, M is ``internal``, M+1 is ``unattributed``, M+2 is
+  ``not_uplink`` (a flow that crosses none of its exporter's declared uplinks);
 - directions: 0 = in (towards the member), 1 = out (from the member), 2 = none/unknown;
 - the usage cube is int64[bins, rows, 3 directions, 3 metrics (bytes, packets, flows)],
   bin-major so that flows close in time (captures are time-ordered) touch close memory.
@@ -208,6 +209,28 @@ def prepare(
     return unknown, saturated, clamped, lo, hi
 
 
+@inline_kernel
+def _apply_uplinks(o, dr, n_members, e, ingress, egress, up_ifs, up_count):
+    """Uplink rule of an exporter that declares uplinks: a flow crossing none of them is
+    not billed (row M+2); an unattributed flow takes its direction from the uplink side."""
+    ing = False
+    eg = False
+    for k in range(up_count[e]):
+        u = up_ifs[e, k]
+        if np.int64(ingress) == u:
+            ing = True
+        if np.int64(egress) == u:
+            eg = True
+    if not ing and not eg:
+        return n_members + 2, DIR_NONE
+    if o == n_members + 1:
+        if ing and not eg:
+            return o, DIR_IN
+        if eg and not ing:
+            return o, DIR_OUT
+    return o, dr
+
+
 @kernel
 def attribute(
     ip_version,
@@ -220,6 +243,11 @@ def attribute(
     v6root,
     v6chunks,
     n_members,
+    exporter_index,
+    ingress,
+    egress,
+    up_ifs,
+    up_count,
     octets,
     packets,
     start_ms,
@@ -236,4 +264,7 @@ def attribute(
         s = _lookup_any(version, src4, src6, i, v4root, v4chunks, v6root, v6chunks)
         d = _lookup_any(version, dst4, dst6, i, v4root, v4chunks, v6root, v6chunks)
         o, dr = _owner_and_direction(s, d, n_members)
+        e = exporter_index[i]
+        if up_count[e] > 0:
+            o, dr = _apply_uplinks(o, dr, n_members, e, ingress[i], egress[i], up_ifs, up_count)
         _spread_one(cube, o, dr, octets[i], packets[i], start_ms[i], end_ms[i], bin_ms, bin0)

@@ -9,14 +9,16 @@ from accounting.lpm import DualTrie
 
 INTERNAL = "internal"
 UNATTRIBUTED = "unattributed"
+NOT_UPLINK = "not_uplink"
 
 
 @dataclass(frozen=True, slots=True)
 class MemberTable:
     """Members in a fixed row order (row i <-> ``ids[i]``) and the LPM tries onto those rows.
 
-    The kernels add two rows after the members: ``size`` for internal traffic and
-    ``size + 1`` for unattributed traffic.
+    The kernels add three rows after the members: ``size`` for internal traffic,
+    ``size + 1`` for unattributed traffic and ``size + 2`` for flows that cross none of
+    their exporter's declared uplinks (seen by a router but not billed there).
     """
 
     ids: tuple[str, ...]
@@ -27,13 +29,20 @@ class MemberTable:
     def size(self) -> int:
         return len(self.ids)
 
+    @property
+    def rows(self) -> int:
+        """Owner rows of the usage cube: members, internal, unattributed, not_uplink."""
+        return len(self.ids) + 3
+
     def owner_label(self, row: int) -> tuple[str, str]:
         """(bucket, member id) of an owner row: ('member', id), ('internal', ''), ..."""
         if row < self.size:
             return "member", self.ids[row]
         if row == self.size:
             return INTERNAL, ""
-        return UNATTRIBUTED, ""
+        if row == self.size + 1:
+            return UNATTRIBUTED, ""
+        return NOT_UPLINK, ""
 
 
 def compile_members(members: tuple[MemberConfig, ...] | list[MemberConfig]) -> MemberTable:

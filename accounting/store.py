@@ -2,7 +2,8 @@
 
 Tables (see docs/architecture.md for the full description):
 - ``usage``: bytes/packets/flows per (bin_start, bucket, member_id, direction). ``bucket``
-  is 'member', 'internal' or 'unattributed'; ``member_id`` is '' outside 'member';
+  is 'member', 'internal', 'unattributed' or 'not_uplink' (seen by a router whose declared
+  uplinks it did not cross); ``member_id`` is '' outside 'member';
   ``direction`` is 'in' (towards the member), 'out' (from the member) or 'none'.
   Writes add to existing rows, so late flows for a past bin simply add up. The key is
   kept unique by the one write path (:meth:`Store._add_usage`), not by a PRIMARY KEY: the
@@ -26,7 +27,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from accounting.members import INTERNAL, UNATTRIBUTED, MemberTable
+from accounting.members import INTERNAL, NOT_UPLINK, UNATTRIBUTED, MemberTable
 from accounting.usage import UsageRows
 from collector.errors import EgressError
 
@@ -59,7 +60,7 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         CREATE TABLE usage (
             bin_start TIMESTAMPTZ NOT NULL,
-            bucket    VARCHAR NOT NULL CHECK (bucket IN ('member', 'internal', 'unattributed')),
+            bucket    VARCHAR NOT NULL CHECK (bucket IN ('member', 'internal', 'unattributed', 'not_uplink')),
             member_id VARCHAR NOT NULL,
             direction VARCHAR NOT NULL CHECK (direction IN ('in', 'out', 'none')),
             bytes     BIGINT NOT NULL,
@@ -275,8 +276,8 @@ class Store:
 def usage_frame(rows: UsageRows, table: MemberTable) -> pl.DataFrame:
     """UsageRows (owner rows as integers) to the labelled frame the ``usage`` table takes."""
     n_members = table.size
-    labels = np.array([*table.ids, "", ""], dtype=object)
-    buckets = np.array(["member"] * n_members + [INTERNAL, UNATTRIBUTED], dtype=object)
+    labels = np.array([*table.ids, "", "", ""], dtype=object)
+    buckets = np.array(["member"] * n_members + [INTERNAL, UNATTRIBUTED, NOT_UPLINK], dtype=object)
     owner = rows.owner.astype(np.int64)
     return pl.DataFrame(
         {

@@ -72,7 +72,10 @@ def v5_corpus(flows: int, members: int = 1000, extra_prefixes: int = 8, seed: in
         V5Exporter("192.0.2.11", 4, spec.start_ms + 7_200_000 - (1 << 32)),
     ]
     write_capture(corpus.capture, encode_v5(generated, exporters))
-    corpus.config.write_text(config_text(member_list, "bench.duckdb"), encoding="utf-8")
+    corpus.config.write_text(
+        config_text(member_list, "bench.duckdb", exporters=[e.address for e in exporters]),
+        encoding="utf-8",
+    )
     truth = ground_truth(generated, np.array([e.sampling_interval for e in exporters]), 300_000)
     np.savez(corpus.truth, owner=truth.owner, direction=truth.direction, bytes=truth.bytes)
     marker.write_text(json.dumps(params))

@@ -64,6 +64,7 @@ class MonthlyReport:
     unattributed_in: int
     unattributed_out: int
     unattributed_none: int
+    not_uplink_bytes: int
     counters: dict[str, dict[str, int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -193,6 +194,7 @@ def build_report(config: Config, store: Store, month_text: str) -> MonthlyReport
         unattributed_in=bucket_bytes("unattributed", "in"),
         unattributed_out=bucket_bytes("unattributed", "out"),
         unattributed_none=bucket_bytes("unattributed", "none"),
+        not_uplink_bytes=bucket_bytes("not_uplink"),
         counters=counters,
         notes=notes,
     )

@@ -22,6 +22,11 @@ def format_ingest_summary(s: IngestSummary) -> str:
         )
     if s.dropped:
         lines.append(f"  dropped (datagrams): {_counts(s.dropped)}")
+    if s.unknown_exporters:
+        lines.append(
+            f"  from exporters not declared under [[exporters]] (dropped): {_counts(s.unknown_exporters)};"
+            " declare them, or set allow_unknown_exporters = true under [collector]"
+        )
     if s.notes:
         lines.append(f"  adjusted records: {_counts(s.notes)}")
     if s.skipped:

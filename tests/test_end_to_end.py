@@ -130,20 +130,27 @@ def test_sll_pcapng_capture_with_bad_datagrams(tmp_path, scenario):
         bytes(300),  # zeros: version 0
     ]
     datagrams = [Datagram(1_000_000 * i, "192.0.2.10", p) for i, p in enumerate(good)]
-    datagrams[10:10] = [Datagram(0, "192.0.2.66", p) for p in bad]
+    datagrams[10:10] = [Datagram(0, "192.0.2.10", p) for p in bad]
+    datagrams[20:20] = [Datagram(0, "192.0.2.66", good[3])] * 3  # an undeclared router
     capture = tmp_path / "mixed.pcapng"
     write_capture(capture, datagrams, linktype=LINK_LINUX_SLL, pcapng=True)
     config = tmp_path / "egress.toml"
     config.write_text(scenario.config.read_text())
     result = run("ingest", "-c", str(config), str(capture))
     assert result.exit_code == 0, result.output
-    assert "dropped (datagrams): unknown_version 2, v5_bad_count 1, v5_truncated 1" in result.output
+    assert (
+        "dropped (datagrams): unknown_exporter 3, unknown_version 2, v5_bad_count 1, v5_truncated 1"
+        in result.output
+    )
+    assert "from exporters not declared under [[exporters]] (dropped): 192.0.2.66 3" in result.output
     report = json.loads(run("report", "-c", str(config), "-m", "2026-11", "-f", "json").output)
     per_member, internal, unattributed = truth_by_member(scenario)
     assert {m["id"]: (m["bytes_in"], m["bytes_out"]) for m in report["members"]} == per_member
     assert report["internal"]["bytes"] == internal
     assert report["unattributed"]["bytes_unknown_direction"] == unattributed
     assert report["counters"]["dropped"] == {
+        "unknown_exporter": 3,
+        "unknown_exporter:192.0.2.66": 3,
         "unknown_version": 2,
         "v5_bad_count": 1,
         "v5_truncated": 1,

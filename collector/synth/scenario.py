@@ -31,8 +31,10 @@ def config_text(
     monthly_eur: str = "4000.00",
     timezone: str = "Europe/Paris",
     bin_seconds: int = 300,
+    exporters: list[str] | None = None,
+    allow_unknown_exporters: bool = False,
 ) -> str:
-    """An egress.toml for synthetic members."""
+    """An egress.toml for synthetic members and the routers (addresses) that export."""
     lines = [
         "[storage]",
         f'database = "{database}"',
@@ -46,6 +48,10 @@ def config_text(
         "[contract]",
         f"monthly_eur = {monthly_eur}",
     ]
+    if allow_unknown_exporters:
+        lines += ["", "[collector]", "allow_unknown_exporters = true"]
+    for address in exporters or []:
+        lines += ["", "[[exporters]]", f'address = "{address}"']
     for m in members:
         prefixes = ", ".join(f'"{p}"' for p in m.prefixes)
         lines += [
@@ -89,7 +95,10 @@ def v5_scenario(
     capture = directory / f"{name}{'.pcapng' if pcapng else '.pcap'}"
     write_capture(capture, datagrams, linktype=linktype, pcapng=pcapng)
     config = directory / "egress.toml"
-    config.write_text(config_text(member_list, bin_seconds=bin_seconds), encoding="utf-8")
+    config.write_text(
+        config_text(member_list, bin_seconds=bin_seconds, exporters=[e.address for e in exporters]),
+        encoding="utf-8",
+    )
     rates = np.array([e.sampling_interval for e in exporters], dtype=np.int64)
     truth = ground_truth(flows, rates, bin_seconds * 1000)
     return Scenario(capture, config, member_list, flows, truth, exporters, len(datagrams))

@@ -59,6 +59,7 @@ def report_dict(report: MonthlyReport) -> dict[str, Any]:
             "bytes_out": report.unattributed_out,
             "bytes_unknown_direction": report.unattributed_none,
         },
+        "not_uplink": {"bytes": report.not_uplink_bytes},
         "totals": {
             "member_bytes": report.total_member_bytes,
             "share_cents": sum(m.share_cents for m in report.members),

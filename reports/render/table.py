@@ -75,6 +75,18 @@ def render_table(report: MonthlyReport) -> str:
             "",
         )
     )
+    if report.not_uplink_bytes:
+        rows.append(
+            (
+                "not_uplink",
+                "crossed no declared uplink",
+                human_bytes(report.not_uplink_bytes),
+                "",
+                "",
+                "",
+                "",
+            )
+        )
     rows.append(
         (
             "total",
