@@ -196,7 +196,7 @@ def _record_order(layer, pairs):
 
 
 def egress_totals(capture: Path, members) -> tuple[Counter, Counter]:
-    got, notes, dropped, _flows = decode_and_attribute(capture, members)
+    got, _notes, dropped, _flows = decode_and_attribute(capture, members)
     totals: Counter = Counter()
     for (owner, _bin, direction), b in got.items():
         if owner >= 0:
