@@ -184,7 +184,7 @@ def usage_hash(usage: Usage) -> str:
         usage.other_in,
         usage.other_out,
     ):
-        h.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
+        h.update(np.ascontiguousarray(array, dtype=np.int64))
     return h.hexdigest()
 
 
