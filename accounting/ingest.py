@@ -7,10 +7,7 @@ computed while it is read; a file already ingested is reported and nothing is wr
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import queue
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -19,14 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from accounting.attribution import attribute
 from accounting.config import Config
-from accounting.exporters import ExporterPolicy, UplinkTable
 from accounting.members import MemberTable, compile_members
-from accounting.store import SourceRecord, Store, usage_frame
-from accounting.usage import UsageRows
-from collector.batch import FlowBatch
-from collector.decode import Decoder
+from accounting.pipeline import Harvest, Pipeline, StageClock
+from accounting.store import SourceRecord, Store, counters_frame, usage_frame
 from collector.pcap import CaptureStats, read_datagrams
 
 ProgressCallback = Callable[[int], None]  # bytes of the file read so far
@@ -72,14 +65,11 @@ def ingest_file(
     path = Path(path)
     started = time.perf_counter()
     table = table or compile_members(config.members)
-    bin_ms = config.billing.bin_seconds * 1000
     summary = IngestSummary(str(path), size_bytes=path.stat().st_size)
     hasher = hashlib.sha256()
     stats = CaptureStats()
-    decoder = Decoder()
-    policy = ExporterPolicy(config.exporters, config.collector.allow_unknown_exporters)
-    clock = _StageClock()
-    worker = _AttributeWorker(table, bin_ms, clock)
+    clock = StageClock()
+    pipeline = Pipeline(config, table, clock=clock)
     batches = read_datagrams(path, stats=stats, hasher=hasher)
     try:
         while True:
@@ -87,43 +77,33 @@ def ingest_file(
                 batch = next(batches, None)
             if batch is None:
                 break
-            with clock("decode"):
-                batch = policy.filter_datagrams(batch, summary.unknown_exporters)
-                result = decoder.decode(batch)
-                flows = policy.apply_sampling(result.flows, result.exporters)
-            summary.datagrams += result.datagrams
-            summary.datagrams_by_version.update(result.datagrams_by_version)
-            summary.dropped.update(result.dropped)
-            summary.notes.update(result.notes)
-            if len(flows):
-                summary.flows += len(flows)
-                worker.submit(flows, policy.uplinks(result.exporters))
+            pipeline.feed(batch)
             if progress:
                 progress(stats.bytes_read)
+        harvest = pipeline.drain()
     finally:
-        worker.close()
-    parts, worker_notes, first, last = worker.results()
-    if summary.unknown_exporters:
-        summary.dropped["unknown_exporter"] += sum(summary.unknown_exporters.values())
+        pipeline.close()
     summary.frames = stats.frames
     summary.datagrams = stats.udp_datagrams
+    summary.datagrams_by_version = harvest.datagrams_by_version
+    summary.flows = harvest.flows
+    summary.dropped = harvest.dropped
+    summary.notes = harvest.notes
     summary.skipped = +stats.skipped
-    summary.dropped = +summary.dropped
-    summary.notes = +(summary.notes + worker_notes)
-    summary.first_flow_ms, summary.last_flow_ms = first, last
-    with clock("combine"):
-        usage = UsageRows.combine(parts)
+    summary.unknown_exporters = harvest.unknown_exporters
+    summary.first_flow_ms, summary.last_flow_ms = harvest.first_flow_ms, harvest.last_flow_ms
+    usage = harvest.usage
     summary.usage_rows = len(usage)
     summary.bytes_total = int(np.sum(usage.bytes)) if len(usage) else 0
     with clock("store"):
         summary.sha256 = hasher.hexdigest()
-        _commit(store, summary, usage, table)
+        _commit(store, summary, harvest, table)
     summary.stage_seconds = clock.seconds
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _commit(store: Store, summary: IngestSummary, usage: UsageRows, table: MemberTable) -> None:
+def _commit(store: Store, summary: IngestSummary, harvest: Harvest, table: MemberTable) -> None:
     """Record the source and its usage, unless a file with the same hash is already in."""
     existing = store.find_source(summary.sha256)
     if existing is not None:
@@ -147,77 +127,6 @@ def _commit(store: Store, summary: IngestSummary, usage: UsageRows, table: Membe
             notes=dict(summary.notes),
             skipped=dict(summary.skipped),
         ),
-        usage_frame(usage, table),
+        usage_frame(harvest.usage, table),
+        counters_frame(harvest.counters),
     )
-
-
-class _AttributeWorker:
-    """Attributes decoded batches on a second thread while the caller reads and decodes the
-    next ones: the numba kernels release the GIL, so the two stages overlap on two cores.
-    The queue is short, which bounds the memory held by batches in flight.
-    """
-
-    def __init__(self, table: MemberTable, bin_ms: int, clock: _StageClock) -> None:
-        self._table = table
-        self._bin_ms = bin_ms
-        self._clock = clock
-        self._queue: queue.Queue[tuple[FlowBatch, UplinkTable] | None] = queue.Queue(maxsize=3)
-        self._parts: list[UsageRows] = []
-        self._notes: Counter = Counter()
-        self._first: int | None = None
-        self._last: int | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="egress-attribute", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            flows, uplinks = item
-            if self._error is not None:
-                continue  # drain after a failure; the caller re-raises it
-            try:
-                with self._clock("attribute"):
-                    lo = int(flows.flow_start_milliseconds.min())
-                    hi = int(flows.flow_end_milliseconds.max())
-                    self._first = lo if self._first is None else min(self._first, lo)
-                    self._last = hi if self._last is None else max(self._last, hi)
-                    self._parts.append(
-                        attribute(
-                            flows,
-                            self._table,
-                            bin_ms=self._bin_ms,
-                            notes=self._notes,
-                            uplinks=uplinks,
-                        )
-                    )
-            except BaseException as exc:  # handed to the caller's thread
-                self._error = exc
-
-    def submit(self, flows: FlowBatch, uplinks: UplinkTable) -> None:
-        if self._error is not None:
-            raise self._error
-        self._queue.put((flows, uplinks))
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-
-    def results(self) -> tuple[list[UsageRows], Counter, int | None, int | None]:
-        if self._error is not None:
-            raise self._error
-        return self._parts, self._notes, self._first, self._last
-
-
-class _StageClock:
-    """Accumulates wall time per named stage (``with clock("decode"): ...``)."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def __call__(self, stage: str):
-        begin = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - begin

@@ -12,12 +12,18 @@ Tables (see docs/architecture.md for the full description):
   rest of the table, which is written in time order).
 - ``sources``: one row per ingested capture, identified by the SHA-256 of its bytes, so a
   file ingested twice is recognised and not counted twice.
-- ``source_counters``: what each source dropped or adjusted, by reason.
+- ``source_counters``: what each source dropped or adjusted, by reason. A source is a
+  capture file (``egress ingest``) or one flush of the live collector (``egress collect``).
+- ``exporter_counters``: per exporter and bin: datagrams, flows, export sequence numbers
+  received / lost / duplicated / reordered (the completeness of each router's data).
+- ``collector_state``: per collector worker, the first journal segment not yet committed
+  and the decoder state (templates, sampling rates) as of that point, committed in the
+  same transaction as the usage it goes with.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -69,6 +75,23 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "per-exporter counters per bin, and the collector's checkpoint",
+        """
+        CREATE TABLE exporter_counters (
+            bin_start TIMESTAMPTZ NOT NULL,
+            exporter  VARCHAR NOT NULL,
+            counter   VARCHAR NOT NULL,
+            value     BIGINT NOT NULL
+        );
+        CREATE TABLE collector_state (
+            name            VARCHAR PRIMARY KEY,
+            journal_segment BIGINT NOT NULL,
+            decoder_state   VARCHAR NOT NULL,
+            committed_at    TIMESTAMPTZ NOT NULL
+        );
+        """,
+    ),
 ]
 
 
@@ -92,6 +115,19 @@ class SourceRecord:
     dropped: dict[str, int]
     notes: dict[str, int]
     skipped: dict[str, int]
+
+
+USAGE_KEY = ("bin_start", "bucket", "member_id", "direction")
+COUNTER_KEY = ("bin_start", "exporter", "counter")
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Where a collector worker's journal stands, and its decoder state, as committed."""
+
+    name: str
+    journal_segment: int
+    decoder_state: str  # JSON
 
 
 class Store:
@@ -180,8 +216,15 @@ class Store:
         )
         return None if row is None else (row[0], row[1], row[2])
 
-    def commit_source(self, source: SourceRecord, usage: pl.DataFrame) -> int:
-        """Record a source and add its usage, atomically. Returns the new source id."""
+    def commit_source(
+        self,
+        source: SourceRecord,
+        usage: pl.DataFrame,
+        counters: pl.DataFrame | None = None,
+        checkpoint: Checkpoint | None = None,
+    ) -> int:
+        """Record a source with its usage, exporter counters and (for the collector) its
+        checkpoint, atomically. Returns the new source id."""
         con = self.con
         con.execute("BEGIN TRANSACTION")
         try:
@@ -202,7 +245,7 @@ class Store:
                     _ms_to_datetime(source.last_flow_ms),
                 ],
             )[0]
-            counters = [
+            rows = [
                 (source_id, kind, reason, int(count))
                 for kind, table in (
                     ("dropped", source.dropped),
@@ -212,44 +255,76 @@ class Store:
                 for reason, count in sorted(table.items())
                 if count
             ]
-            if counters:
-                con.executemany("INSERT INTO source_counters VALUES (?, ?, ?, ?)", counters)
-            self._add_usage(usage)
+            if rows:
+                con.executemany("INSERT INTO source_counters VALUES (?, ?, ?, ?)", rows)
+            self._add(usage, "usage", USAGE_KEY, ("bytes", "packets", "flows"))
+            if counters is not None:
+                self._add(counters, "exporter_counters", COUNTER_KEY, ("value",))
+            if checkpoint is not None:
+                con.execute(
+                    "INSERT OR REPLACE INTO collector_state VALUES (?, ?, ?, ?)",
+                    [
+                        checkpoint.name,
+                        checkpoint.journal_segment,
+                        checkpoint.decoder_state,
+                        datetime.now(UTC),
+                    ],
+                )
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")
             raise
         return int(source_id)
 
-    def _add_usage(self, usage: pl.DataFrame) -> None:
-        """Add rows to ``usage``: existing keys are incremented, new keys inserted.
+    def _add(
+        self, frame: pl.DataFrame, table: str, key: tuple[str, ...], values: tuple[str, ...]
+    ) -> None:
+        """Add rows to an additive table: existing keys are incremented, new keys inserted.
 
         Runs inside the caller's transaction. The incoming time range bounds both
         statements so that DuckDB skips row groups outside it.
         """
-        if usage.height == 0:
+        if frame.height == 0:
             return
-        lo, hi = usage["bin_start"].min(), usage["bin_start"].max()
-        key = (
-            "u.bin_start = i.bin_start AND u.bucket = i.bucket"
-            " AND u.member_id = i.member_id AND u.direction = i.direction"
-        )
-        self.con.register("incoming_usage", usage)
+        lo, hi = frame["bin_start"].min(), frame["bin_start"].max()
+        match = " AND ".join(f"u.{k} = i.{k}" for k in key)
+        increments = ", ".join(f"{v} = u.{v} + i.{v}" for v in values)
+        columns = ", ".join(f"i.{c}" for c in (*key, *values))
+        self.con.register("incoming_rows", frame)
         try:
             self.con.execute(
-                "UPDATE usage AS u SET bytes = u.bytes + i.bytes, packets = u.packets + i.packets,"
-                f" flows = u.flows + i.flows FROM incoming_usage AS i WHERE {key}"
+                f"UPDATE {table} AS u SET {increments} FROM incoming_rows AS i WHERE {match}"
                 " AND u.bin_start BETWEEN ? AND ?",
                 [lo, hi],
             )
             self.con.execute(
-                "INSERT INTO usage SELECT i.bin_start, i.bucket, i.member_id, i.direction,"
-                " i.bytes, i.packets, i.flows FROM incoming_usage AS i"
-                f" ANTI JOIN (SELECT * FROM usage WHERE bin_start BETWEEN ? AND ?) AS u ON {key}",
+                f"INSERT INTO {table} SELECT {columns} FROM incoming_rows AS i"
+                f" ANTI JOIN (SELECT * FROM {table} WHERE bin_start BETWEEN ? AND ?) AS u ON {match}",
                 [lo, hi],
             )
         finally:
-            self.con.unregister("incoming_usage")
+            self.con.unregister("incoming_rows")
+
+    def load_checkpoint(self, name: str) -> Checkpoint | None:
+        row = self._one(
+            "SELECT name, journal_segment, decoder_state FROM collector_state WHERE name = ?",
+            [name],
+        )
+        return None if row is None else Checkpoint(row[0], int(row[1]), row[2])
+
+    def checkpoints(self) -> list[Checkpoint]:
+        rows = self.con.execute(
+            "SELECT name, journal_segment, decoder_state FROM collector_state ORDER BY name"
+        ).fetchall()
+        return [Checkpoint(r[0], int(r[1]), r[2]) for r in rows]
+
+    def exporter_counters_between(self, start: datetime, end: datetime) -> pl.DataFrame:
+        """Per exporter and counter name, sums over [start, end)."""
+        return self.con.sql(
+            "SELECT exporter, counter, sum(value)::BIGINT AS value, max(bin_start) AS last_bin"
+            " FROM exporter_counters WHERE bin_start >= ? AND bin_start < ? GROUP BY ALL ORDER BY ALL",
+            params=[start, end],
+        ).pl()
 
     def usage_between(self, start: datetime, end: datetime) -> pl.DataFrame:
         """Usage rows with start <= bin_start < end, as a polars DataFrame."""
@@ -292,6 +367,21 @@ def usage_frame(rows: UsageRows, table: MemberTable) -> pl.DataFrame:
             "bytes": rows.bytes,
             "packets": rows.packets,
             "flows": rows.flows,
+        }
+    )
+
+
+def counters_frame(counters: Mapping[tuple[int, str, str], int]) -> pl.DataFrame:
+    """{(bin start ms, exporter, counter): value} -> the frame ``exporter_counters`` takes."""
+    keys = list(counters)
+    return pl.DataFrame(
+        {
+            "bin_start": pl.Series([k[0] for k in keys], dtype=pl.Int64)
+            .cast(pl.Datetime("ms"))
+            .dt.replace_time_zone("UTC"),
+            "exporter": pl.Series([k[1] for k in keys], dtype=pl.String),
+            "counter": pl.Series([k[2] for k in keys], dtype=pl.String),
+            "value": pl.Series([int(counters[k]) for k in keys], dtype=pl.Int64),
         }
     )
 

@@ -1,0 +1,193 @@
+"""The processing shared by `egress ingest` and `egress collect`: datagrams in, usage out.
+
+allow-list -> decode -> configured sampling -> uplinks -> attribution, with attribution on
+a second thread (the numba kernels release the GIL, so decoding the next batch overlaps
+binning this one). What comes out between two :meth:`Pipeline.drain` calls is one
+:class:`Harvest`: usage rows, counters per exporter and bin, and the reasons anything was
+dropped or adjusted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from accounting.attribution import attribute
+from accounting.config import Config
+from accounting.exporters import ExporterPolicy, UplinkTable
+from accounting.members import MemberTable
+from accounting.usage import UsageRows
+from collector.batch import FlowBatch
+from collector.datagrams import DatagramBatch, pair_to_address
+from collector.decode import Decoder
+
+CounterKey = tuple[int, str, str]  # (bin start ms, exporter address, counter name)
+
+
+@dataclass
+class Harvest:
+    """Everything the pipeline produced since the last drain."""
+
+    usage: UsageRows
+    counters: Counter  # CounterKey -> value (per exporter and bin: datagrams, flows, sequence)
+    datagrams: int = 0
+    datagrams_by_version: Counter = field(default_factory=Counter)
+    flows: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    notes: Counter = field(default_factory=Counter)
+    unknown_exporters: Counter = field(default_factory=Counter)  # datagrams by source address
+    first_flow_ms: int | None = None
+    last_flow_ms: int | None = None
+
+
+class StageClock:
+    """Accumulates seconds per named stage (``with clock("decode"): ...``), any thread."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str):
+        begin = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - begin
+
+
+class Pipeline:
+    """Feeds batches through decode and attribution; :meth:`drain` hands over the results."""
+
+    def __init__(
+        self,
+        config: Config,
+        table: MemberTable,
+        *,
+        decoder: Decoder | None = None,
+        clock: StageClock | None = None,
+        queue_depth: int = 3,
+    ) -> None:
+        self.table = table
+        self.bin_ms = config.billing.bin_seconds * 1000
+        self.policy = ExporterPolicy(config.exporters, config.collector.allow_unknown_exporters)
+        self.decoder = decoder or Decoder(bin_ms=self.bin_ms)
+        self.clock = clock or StageClock()
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_depth)
+        self._error: BaseException | None = None
+        self._reset()
+        self._thread = threading.Thread(target=self._work, name="egress-attribute", daemon=True)
+        self._thread.start()
+
+    def _reset(self) -> None:
+        # The worker thread writes only _parts, _worker_notes, _worker_counters and the
+        # flow time range; the feeding thread the rest. drain() merges them.
+        self._parts: list[UsageRows] = []
+        self._worker_notes: Counter = Counter()
+        self._worker_counters: Counter = Counter()
+        self._h = Harvest(UsageRows.empty(), Counter())
+
+    def set_table(self, table: MemberTable) -> None:
+        """Use new member rules from the next batch on (call right after a drain)."""
+        self.table = table
+
+    def set_policy(self, config: Config) -> None:
+        self.policy = ExporterPolicy(config.exporters, config.collector.allow_unknown_exporters)
+
+    # -- main thread -------------------------------------------------------------------
+    def feed(self, batch: DatagramBatch) -> None:
+        if self._error is not None:
+            raise self._error
+        h = self._h
+        with self.clock("decode"):
+            allowed = self.policy.filter_datagrams(batch, h.unknown_exporters)
+            result = self.decoder.decode(allowed)
+            flows = self.policy.apply_sampling(result.flows, result.exporters)
+        h.datagrams += len(batch)
+        h.datagrams_by_version.update(result.datagrams_by_version)
+        h.dropped.update(result.dropped)
+        h.notes.update(result.notes)
+        labels = [str(pair_to_address(hi, lo)) for hi, lo in result.exporters.tolist()]
+        self._count_datagrams(allowed, h.counters)
+        for row in result.sequence:
+            label = str(pair_to_address(*row.exporter))
+            for name in ("received", "lost", "duplicates", "reordered", "resets"):
+                value = getattr(row, name)
+                if value:
+                    h.counters[(row.bin_start_ms, label, f"sequence_{name}")] += value
+        if len(flows):
+            h.flows += len(flows)
+            self._queue.put((flows, self.policy.uplinks(result.exporters), labels, self.table))
+
+    def _count_datagrams(self, batch: DatagramBatch, counters: Counter) -> None:
+        if len(batch) == 0:
+            return
+        bins = (batch.arrival_ns // 1_000_000 // self.bin_ms) * self.bin_ms
+        keys, counts = np.unique(
+            np.column_stack([bins.astype(np.uint64), batch.source_address]),
+            axis=0,
+            return_counts=True,
+        )
+        for (b, hi, lo), c in zip(keys.tolist(), counts.tolist(), strict=True):
+            counters[(int(b), str(pair_to_address(hi, lo)), "datagrams")] += c
+
+    def drain(self) -> Harvest:
+        """Wait for the queued batches to be attributed; return and reset the harvest."""
+        done = threading.Event()
+        self._queue.put(done)
+        done.wait()
+        if self._error is not None:
+            raise self._error
+        h = self._h
+        h.usage = UsageRows.combine(self._parts)
+        h.notes = +(h.notes + self._worker_notes)
+        h.counters.update(self._worker_counters)
+        if h.unknown_exporters:
+            h.dropped["unknown_exporter"] += sum(h.unknown_exporters.values())
+        h.dropped = +h.dropped
+        self._reset()
+        return h
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    # -- worker thread -----------------------------------------------------------------
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            if self._error is not None:
+                continue  # drain after a failure; the feeding thread re-raises it
+            flows, uplinks, labels, table = item
+            try:
+                with self.clock("attribute"):
+                    self._attribute(flows, uplinks, labels, table)
+            except BaseException as exc:  # handed to the feeding thread
+                self._error = exc
+
+    def _attribute(
+        self, flows: FlowBatch, uplinks: UplinkTable, labels: list[str], table: MemberTable
+    ) -> None:
+        h = self._h
+        lo = int(flows.flow_start_milliseconds.min())
+        hi = int(flows.flow_end_milliseconds.max())
+        h.first_flow_ms = lo if h.first_flow_ms is None else min(h.first_flow_ms, lo)
+        h.last_flow_ms = hi if h.last_flow_ms is None else max(h.last_flow_ms, hi)
+        self._parts.append(
+            attribute(flows, table, bin_ms=self.bin_ms, notes=self._worker_notes, uplinks=uplinks)
+        )
+        bins = (flows.flow_start_milliseconds // self.bin_ms) * self.bin_ms
+        keys, counts = np.unique(
+            np.column_stack([bins, flows.exporter_index.astype(np.int64)]),
+            axis=0,
+            return_counts=True,
+        )
+        for (b, e), c in zip(keys.tolist(), counts.tolist(), strict=True):
+            self._worker_counters[(int(b), labels[e], "flows")] += c

@@ -1,0 +1,191 @@
+"""UDP listeners: receive export datagrams in batches, and say what the kernel dropped.
+
+One non-blocking socket per configured address, a large receive buffer, and a receive
+loop that drains every ready socket into one preallocated slab with ``recvfrom_into``
+(one syscall per datagram: Python has no recvmmsg; measured ~1.5 µs per datagram here).
+Each batch gets a fresh slab, so decoders may keep views into it.
+
+Kernel receive-buffer drops are read from /proc/net/udp{,6} (the ``drops`` column of our
+sockets, found by inode), which counts what never reached us.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import selectors
+import socket
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from collector.datagrams import DatagramBatch, address_to_pair
+from collector.errors import EgressError
+
+SLAB_BYTES = 8 * 1024 * 1024
+MAX_DATAGRAM = 65_535
+SO_REUSEPORT = getattr(socket, "SO_REUSEPORT", 15)
+SO_RCVBUFFORCE = 33
+
+
+class ListenError(EgressError):
+    """A socket could not be opened (address in use, not local, permission...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+class UdpListener:
+    """Non-blocking UDP sockets bound to ``endpoints``, read in batches."""
+
+    def __init__(
+        self,
+        endpoints: list[Endpoint],
+        *,
+        receive_buffer_bytes: int = 64 * 1024 * 1024,
+        reuse_port: bool = False,
+        slab_bytes: int = SLAB_BYTES,
+    ) -> None:
+        self.endpoints = list(endpoints)
+        self.slab_bytes = max(slab_bytes, 2 * MAX_DATAGRAM)
+        self.sockets: list[socket.socket] = []
+        self._selector = selectors.DefaultSelector()
+        self._pairs: dict[str, tuple[int, int]] = {}
+        try:
+            for ep in self.endpoints:
+                self.sockets.append(self._open(ep, receive_buffer_bytes, reuse_port))
+        except BaseException:
+            self.close()
+            raise
+        for sock in self.sockets:
+            self._selector.register(sock, selectors.EVENT_READ)
+        self.receive_buffer_bytes = [
+            s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) for s in self.sockets
+        ]
+
+    @staticmethod
+    def _open(ep: Endpoint, rcvbuf: int, reuse_port: bool) -> socket.socket:
+        family = socket.AF_INET6 if ":" in ep.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, SO_REUSEPORT, 1)
+            try:  # root may exceed net.core.rmem_max
+                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
+            except OSError:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            sock.bind((ep.host, ep.port))
+            sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+            raise ListenError(f"cannot listen on {ep}: {reason}") from None
+        return sock
+
+    def bound(self) -> list[Endpoint]:
+        """The endpoints actually bound (port 0 resolves to the kernel's choice)."""
+        return [Endpoint(s.getsockname()[0], s.getsockname()[1]) for s in self.sockets]
+
+    def receive(self, timeout: float, max_datagrams: int = 100_000) -> DatagramBatch:
+        """Wait up to ``timeout`` s for data, then drain the ready sockets into one batch."""
+        # np.empty maps fresh pages lazily: only the bytes received are ever touched.
+        slab = np.empty(self.slab_bytes, dtype=np.uint8)
+        view = memoryview(slab)
+        offsets: list[int] = []
+        lengths: list[int] = []
+        sources: list[tuple[int, int]] = []
+        ports: list[int] = []
+        times: list[int] = []
+        used = 0
+        pairs = self._pairs
+        ready = self._selector.select(timeout)
+        if not ready:
+            return _empty()
+        now = time.time_ns()
+        active = [key.fileobj for key, _ in ready]
+        while active and used + MAX_DATAGRAM <= len(slab) and len(offsets) < max_datagrams:
+            still = []
+            for sock in active:
+                # Drain this socket up to a fair share before moving to the next one.
+                for _ in range(256):
+                    if used + MAX_DATAGRAM > len(slab) or len(offsets) >= max_datagrams:
+                        break
+                    try:
+                        n, addr = sock.recvfrom_into(view[used:], MAX_DATAGRAM)
+                    except BlockingIOError:
+                        break
+                    except OSError:
+                        continue  # e.g. ICMP-triggered errors on some kernels: keep reading
+                    host = addr[0]
+                    pair = pairs.get(host)
+                    if pair is None:
+                        pair = pairs[host] = address_to_pair(host.split("%", 1)[0])
+                    offsets.append(used)
+                    lengths.append(n)
+                    sources.append(pair)
+                    ports.append(addr[1])
+                    times.append(now)
+                    used += n
+                else:
+                    still.append(sock)
+            active = still
+        if not offsets:
+            return _empty()
+        return DatagramBatch(
+            slab,
+            np.array(offsets, dtype=np.int64),
+            np.array(lengths, dtype=np.int64),
+            np.array(sources, dtype=np.uint64).reshape(-1, 2),
+            np.array(ports, dtype=np.uint16),
+            np.array(times, dtype=np.int64),
+        )
+
+    def kernel_drops(self) -> int:
+        """Datagrams the kernel dropped for our sockets since they opened (receive buffer full)."""
+        inodes = {os.fstat(s.fileno()).st_ino for s in self.sockets}
+        return sum(drops for inode, drops in _proc_udp_drops().items() if inode in inodes)
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(sock)
+            sock.close()
+        self.sockets = []
+        self._selector.close()
+
+
+def _empty() -> DatagramBatch:
+    return DatagramBatch(
+        np.zeros(0, np.uint8),
+        np.zeros(0, np.int64),
+        np.zeros(0, np.int64),
+        np.zeros((0, 2), np.uint64),
+        np.zeros(0, np.uint16),
+        np.zeros(0, np.int64),
+    )
+
+
+def _proc_udp_drops() -> dict[int, int]:
+    """inode -> drops, from /proc/net/udp and /proc/net/udp6 (last column)."""
+    out: dict[int, int] = {}
+    for name in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(name, encoding="ascii") as f:
+                next(f, None)
+                for line in f:
+                    parts = line.split()
+                    if len(parts) >= 13:
+                        out[int(parts[9])] = int(parts[-1])
+        except OSError:
+            continue
+    return out
