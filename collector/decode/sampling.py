@@ -30,6 +30,7 @@ from collector.datagrams import address_to_pair
 from collector.decode import fields as ie
 
 ExporterKey = tuple[int, int]
+MAX_TIME_MS = 1 << 46  # ~ year 4200: larger "times" are corrupt and would overflow int64 maths
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,11 @@ class SamplingState:
     ) -> None:
         """Apply one options data record."""
         if ie.SYSTEM_INIT_TIME_MILLISECONDS in values:
-            self.init_time_ms[(exporter, domain)] = values[ie.SYSTEM_INIT_TIME_MILLISECONDS]
+            init = values[ie.SYSTEM_INIT_TIME_MILLISECONDS]
+            if 0 < init < MAX_TIME_MS:
+                self.init_time_ms[(exporter, domain)] = init
+            else:
+                errors["implausible_system_init_time"] += 1
         rate = rate_from_values(values)
         if rate <= 0:
             return
