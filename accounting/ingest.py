@@ -129,4 +129,5 @@ def _commit(store: Store, summary: IngestSummary, harvest: Harvest, table: Membe
         ),
         usage_frame(harvest.usage, table),
         counters_frame(harvest.counters),
+        seen=harvest.seen,
     )

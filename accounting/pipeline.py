@@ -42,6 +42,7 @@ class Harvest:
     dropped: Counter = field(default_factory=Counter)
     notes: Counter = field(default_factory=Counter)
     unknown_exporters: Counter = field(default_factory=Counter)  # datagrams by source address
+    seen: dict[str, tuple[int, int]] = field(default_factory=dict)  # address -> first, last ns
     first_flow_ms: int | None = None
     last_flow_ms: int | None = None
 
@@ -135,6 +136,12 @@ class Pipeline:
         )
         for (b, hi, lo), c in zip(keys.tolist(), counts.tolist(), strict=True):
             counters[(int(b), str(pair_to_address(hi, lo)), "datagrams")] += c
+        first, last = int(batch.arrival_ns.min()), int(batch.arrival_ns.max())
+        seen = self._h.seen
+        for hi, lo in np.unique(batch.source_address, axis=0).tolist():
+            label = str(pair_to_address(hi, lo))
+            was = seen.get(label)
+            seen[label] = (first, last) if was is None else (min(was[0], first), max(was[1], last))
 
     def drain(self) -> Harvest:
         """Wait for the queued batches to be attributed; return and reset the harvest."""

@@ -16,6 +16,7 @@ Tables (see docs/architecture.md for the full description):
   capture file (``egress ingest``) or one flush of the live collector (``egress collect``).
 - ``exporter_counters``: per exporter and bin: datagrams, flows, export sequence numbers
   received / lost / duplicated / reordered (the completeness of each router's data).
+- ``exporters_seen``: when each exporter's datagrams were first and last received.
 - ``collector_state``: per collector worker, the first journal segment not yet committed
   and the decoder state (templates, sampling rates) as of that point, committed in the
   same transaction as the usage it goes with.
@@ -23,6 +24,7 @@ Tables (see docs/architecture.md for the full description):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -84,6 +86,11 @@ MIGRATIONS: list[tuple[str, str]] = [
             counter   VARCHAR NOT NULL,
             value     BIGINT NOT NULL
         );
+        CREATE TABLE exporters_seen (
+            exporter   VARCHAR PRIMARY KEY,
+            first_seen TIMESTAMPTZ NOT NULL,
+            last_seen  TIMESTAMPTZ NOT NULL
+        );
         CREATE TABLE collector_state (
             name            VARCHAR PRIMARY KEY,
             journal_segment BIGINT NOT NULL,
@@ -97,6 +104,10 @@ MIGRATIONS: list[tuple[str, str]] = [
 
 class StoreError(EgressError):
     """The database cannot be opened or is not an egress database."""
+
+
+class StoreBusy(StoreError):
+    """Another process holds the database file's lock (a writer, or readers while we write)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,17 +150,36 @@ class Store:
 
     @classmethod
     @contextmanager
-    def open(cls, path: Path | str, *, read_only: bool = False) -> Iterator[Store]:
-        """Open (creating and migrating when writable) and close on exit."""
+    def open(
+        cls, path: Path | str, *, read_only: bool = False, wait_seconds: float = 0.0
+    ) -> Iterator[Store]:
+        """Open (creating and migrating when writable) and close on exit.
+
+        DuckDB lets one process write a file, and no other process read it meanwhile.
+        ``egress collect`` holds the file only for the instant of a flush, so a caller
+        that finds it busy may wait up to ``wait_seconds`` for it; after that StoreBusy.
+        """
         path = Path(path)
         if read_only and not path.exists():
             raise StoreError(
                 f"{path}: no such database (run 'egress ingest' or 'egress collect' first)"
             )
-        try:
-            con = duckdb.connect(str(path), read_only=read_only)
-        except duckdb.Error as exc:
-            raise StoreError(f"{path}: cannot open the database: {exc}") from None
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                con = duckdb.connect(str(path), read_only=read_only)
+                break
+            except duckdb.Error as exc:
+                busy = "lock" in str(exc).lower()
+                if busy and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                if busy:
+                    raise StoreBusy(
+                        f"{path}: the database is in use by another process (a long read-only"
+                        f" session, or another writer): {exc}"
+                    ) from None
+                raise StoreError(f"{path}: cannot open the database: {exc}") from None
         store = cls(con, path)
         try:
             if read_only:
@@ -222,9 +252,11 @@ class Store:
         usage: pl.DataFrame,
         counters: pl.DataFrame | None = None,
         checkpoint: Checkpoint | None = None,
+        seen: Mapping[str, tuple[int, int]] | None = None,
     ) -> int:
-        """Record a source with its usage, exporter counters and (for the collector) its
-        checkpoint, atomically. Returns the new source id."""
+        """Record a source with its usage, exporter counters, when exporters were seen
+        (address -> (first, last) arrival ns) and (for the collector) its checkpoint,
+        atomically. Returns the new source id."""
         con = self.con
         con.execute("BEGIN TRANSACTION")
         try:
@@ -260,6 +292,12 @@ class Store:
             self._add(usage, "usage", USAGE_KEY, ("bytes", "packets", "flows"))
             if counters is not None:
                 self._add(counters, "exporter_counters", COUNTER_KEY, ("value",))
+            for exporter, (first, last) in sorted((seen or {}).items()):
+                con.execute(
+                    "INSERT INTO exporters_seen VALUES (?, ?, ?) ON CONFLICT (exporter) DO UPDATE"
+                    " SET last_seen = greatest(exporters_seen.last_seen, excluded.last_seen)",
+                    [exporter, _ns_to_datetime(first), _ns_to_datetime(last)],
+                )
             if checkpoint is not None:
                 con.execute(
                     "INSERT OR REPLACE INTO collector_state VALUES (?, ?, ?, ?)",
@@ -384,6 +422,10 @@ def counters_frame(counters: Mapping[tuple[int, str, str], int]) -> pl.DataFrame
             "value": pl.Series([int(counters[k]) for k in keys], dtype=pl.Int64),
         }
     )
+
+
+def _ns_to_datetime(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC)
 
 
 def _ms_to_datetime(ms: int | None) -> datetime | None:

@@ -47,6 +47,7 @@ class Journal:
         self.current = (existing[-1] + 1) if existing else 1
         self._fd = self._open(self.current)
         self.bytes_written = 0
+        self.appended_since_rotate = 0
         self.torn_records = 0
 
     def segments(self) -> list[int]:
@@ -81,10 +82,12 @@ class Journal:
         if written != size:  # a full disk: say so loudly rather than lose data silently
             raise OSError(f"journal {self.directory}: short write ({written} of {size} bytes)")
         self.bytes_written += size
+        self.appended_since_rotate += 1
 
     def rotate(self) -> int:
         """Start a new segment; returns its number (everything before it is closed)."""
         os.close(self._fd)
+        self.appended_since_rotate = 0
         self.current += 1
         self._fd = self._open(self.current)
         return self.current

@@ -149,7 +149,7 @@ def report(config_path: Path | None, month: str, fmt: str, output: Path | None) 
     from accounting.store import Store
     from reports.monthly import build_report
 
-    with Store.open(config.storage.database, read_only=True) as store:
+    with Store.open(config.storage.database, read_only=True, wait_seconds=15) as store:
         result = build_report(config, store, month)
     if fmt == "json":
         from reports.render.json import render_json as render
@@ -203,6 +203,151 @@ def members_list(config_path: Path | None) -> None:
     config = _load(config_path)
     for m in config.members:
         click.echo(f"{m.id}\t{m.name}\t{' '.join(str(p) for p in m.prefixes)}")
+
+
+@main.command(context_settings=CONTEXT)
+@config_option
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines on stderr: plain text, or one JSON object per line.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+@friendly_errors
+def collect(config_path: Path | None, log_format: str, log_level: str) -> None:
+    """Run the collector service: receive NetFlow/IPFIX over UDP and account it.
+
+    Listens on [collector] listen (default UDP 2055 and 4739, IPv4 and IPv6), accounts
+    datagrams from the routers declared under [[exporters]], and commits to the database
+    every flush_seconds (default 10). Everything read from the sockets is journaled first,
+    so a crash loses nothing: the next start replays it. SIGTERM/SIGINT flush and stop;
+    SIGHUP reloads members and exporters.
+
+    \b
+    Examples:
+      egress collect -c /etc/egress/egress.toml
+      egress collect --log-format json          # for a log shipper
+      systemctl reload egress                   # SIGHUP: reload members and exporters
+    """
+    import signal
+    import threading
+
+    from reports.logs import setup_logging
+
+    setup_logging(log_format, log_level)
+    config = _load(config_path)
+    from accounting.collect import run_collector
+
+    stop = threading.Event()
+    reload = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: reload.set())
+    run_collector(config, stop, reload)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("capture", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--to", "target", required=True, help="Collector address, HOST:PORT ([HOST]:PORT for IPv6)."
+)
+@click.option("--rate", type=click.FloatRange(min=1), help="Datagrams per second.")
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0.001),
+    help="Multiple of the capture's own pace (1 = real time).",
+)
+@click.option(
+    "--shift-time-to",
+    "shift_to",
+    help="Move export times so the capture starts at this moment: 'now' or an ISO time.",
+)
+@click.option(
+    "--source",
+    help="Send everything from this local address (default: one 127.0.1.x per exporter on loopback).",
+)
+@friendly_errors
+def replay(
+    capture: Path,
+    target: str,
+    rate: float | None,
+    speed: float | None,
+    shift_to: str | None,
+    source: str | None,
+) -> None:
+    """Send a capture's export datagrams to a collector over UDP.
+
+    On a loopback target each original router gets its own 127.0.1.x source address, so
+    declare those under [[exporters]] (the mapping is printed). Without --rate or --speed
+    datagrams go out as fast as the socket takes them.
+
+    \b
+    Examples:
+      egress replay exports.pcap --to 127.0.0.1:2055 --rate 5000
+      egress replay exports.pcap --to [::1]:4739 --speed 10 --shift-time-to now
+    """
+    from datetime import datetime
+
+    from accounting.collector_config import parse_listen
+    from collector.replay import first_export_ms
+    from collector.replay import replay as send
+
+    if rate and speed:
+        raise click.UsageError("give --rate or --speed, not both")
+    try:
+        endpoint = parse_listen(target)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--to") from None
+    shift_ms = 0
+    if shift_to:
+        try:
+            moment = datetime.now() if shift_to == "now" else datetime.fromisoformat(shift_to)
+        except ValueError:
+            raise click.BadParameter(
+                f"{shift_to!r} is not 'now' or an ISO time", param_hint="--shift-time-to"
+            ) from None
+        first = first_export_ms(capture)
+        if first is not None:
+            shift_ms = int(moment.timestamp() * 1000) - first
+    stats = send(
+        capture,
+        endpoint.host,
+        endpoint.port,
+        rate=rate,
+        speed=speed,
+        shift_ms=shift_ms,
+        source=source,
+    )
+    for original, sent_from in stats.sources.items():
+        click.echo(f"exporter {original} sent from {sent_from}")
+    rate_done = stats.datagrams / stats.seconds if stats.seconds else 0
+    click.echo(
+        f"sent {stats.datagrams:,} datagrams ({stats.bytes:,} bytes) to {endpoint} in {stats.seconds:.2f} s ({rate_done:,.0f}/s)"
+    )
+
+
+@main.command(context_settings=CONTEXT)
+@config_option
+@friendly_errors
+def status(config_path: Path | None) -> None:
+    """Show the collector's state: last flush, exporters last seen, rates, loss, sizes.
+
+    \b
+    Example:
+      egress status -c /etc/egress/egress.toml
+    """
+    config = _load(config_path)
+    from accounting.status import collector_status
+    from reports.render.status import render_status
+
+    click.echo(render_status(collector_status(config)), nl=False)
 
 
 @main.command(context_settings=CONTEXT)

@@ -1,0 +1,287 @@
+"""`egress collect`: the long-running collector of one worker.
+
+Loop: receive a batch from the sockets -> append it to the journal -> decode and attribute
+(the shared Pipeline) -> every ``flush_seconds``: rotate the journal, and commit in one
+DuckDB transaction the usage, the per-exporter counters, and the checkpoint (the first
+journal segment not yet accounted, with the decoder's templates and sampling rates).
+
+Why this survives what it must (see docs/architecture.md):
+- kill -9: everything read from the sockets is in the journal; at start the segments
+  from the committed checkpoint are replayed with the committed decoder state, so the
+  result is the same as if the process had never stopped (no loss, no double count);
+- readers: the database is opened only for the instant of a flush. If a reader holds it
+  the commit is retried at the next flush: the harvest stays in memory, the journal keeps
+  everything, nothing is lost;
+- SIGTERM/SIGINT: stop receiving, flush, exit; SIGHUP: flush with the old rules, then load
+  the new configuration (an invalid one is refused and logged; the old one stays).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from accounting.config import Config, ConfigError, load_config
+from accounting.members import MemberTable, compile_members
+from accounting.pipeline import Harvest, Pipeline
+from accounting.store import (
+    Checkpoint,
+    SourceRecord,
+    Store,
+    StoreError,
+    counters_frame,
+    usage_frame,
+)
+from accounting.usage import UsageRows
+from collector.decode import Decoder
+from collector.journal import Journal
+from collector.listen import Endpoint, UdpListener
+from collector.metrics import Metrics
+
+log = logging.getLogger("egress.collect")
+
+
+@dataclass
+class _Pending:
+    """What was harvested but not yet committed (a failed flush keeps it for the next)."""
+
+    usage: list[pl.DataFrame] = field(default_factory=list)  # labelled when harvested
+    counters: Counter = field(default_factory=Counter)
+    dropped: Counter = field(default_factory=Counter)
+    notes: Counter = field(default_factory=Counter)
+    datagrams: int = 0
+    flows: int = 0
+    first_flow_ms: int | None = None
+    last_flow_ms: int | None = None
+    seen: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def add(self, h: Harvest, table: MemberTable) -> None:
+        # Label rows with the member table that attributed them: a reload may change it
+        # before this is committed.
+        self.usage.append(usage_frame(h.usage, table))
+        self.counters.update(h.counters)
+        self.dropped.update(h.dropped)
+        self.dropped.update({f"unknown_exporter:{a}": c for a, c in h.unknown_exporters.items()})
+        self.notes.update(h.notes)
+        self.datagrams += h.datagrams
+        self.flows += h.flows
+        for label, (first, last) in h.seen.items():
+            was = self.seen.get(label)
+            self.seen[label] = (
+                (first, last) if was is None else (min(was[0], first), max(was[1], last))
+            )
+        for attr, pick in (("first_flow_ms", min), ("last_flow_ms", max)):
+            new = getattr(h, attr)
+            if new is not None:
+                old = getattr(self, attr)
+                setattr(self, attr, new if old is None else pick(old, new))
+
+    @property
+    def empty(self) -> bool:
+        return not (self.datagrams or self.counters or self.dropped)
+
+
+class CollectorService:
+    """One receiving, decoding and committing worker (see module docstring)."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        name: str = "worker-0",
+        listener: UdpListener | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.config = config
+        self.name = name
+        self.metrics = metrics or Metrics()
+        self.table: MemberTable = compile_members(config.members)
+        self.decoder = Decoder(bin_ms=config.billing.bin_seconds * 1000)
+        self.pipeline = Pipeline(config, self.table, decoder=self.decoder)
+        self.journal = Journal(config.collector.state_dir / "journal" / name)
+        self.listener = listener or UdpListener(
+            [Endpoint(a.host, a.port) for a in config.collector.listen],
+            receive_buffer_bytes=config.collector.receive_buffer_bytes,
+            reuse_port=config.collector.workers > 1,
+        )
+        self.pending = _Pending()
+        self.kernel_drops_seen = self.listener.kernel_drops()
+        self.last_flush_ok: float | None = None
+        self.busy_since: float | None = None
+
+    # -- start-up ----------------------------------------------------------------------
+    def recover(self) -> int:
+        """Restore the committed decoder state and replay the journal after it.
+
+        Returns the number of datagrams replayed (0 after a clean stop).
+        """
+        with Store.open(self.config.storage.database, wait_seconds=30) as store:
+            checkpoint = store.load_checkpoint(self.name)
+        first = 1
+        if checkpoint is not None:
+            self.decoder.restore(json.loads(checkpoint.decoder_state))
+            first = checkpoint.journal_segment
+        replayed = 0
+        for batch in self.journal.replay(first, self.journal.current - 1):
+            self.pipeline.feed(batch)
+            replayed += len(batch)
+        if self.journal.torn_records:
+            log.warning(
+                "journal: %d torn record(s) at a segment's end skipped", self.journal.torn_records
+            )
+        if replayed:
+            log.info("recovered %d datagrams from the journal of %s", replayed, self.name)
+            self.metrics.inc("egress_journal_replayed_datagrams_total", replayed)
+        # Commit the replay (or just the checkpoint) before receiving anything new.
+        if not self.flush(wait_seconds=30):
+            raise StoreError(f"{self.config.storage.database}: cannot commit the journal replay")
+        return replayed
+
+    # -- main loop ---------------------------------------------------------------------
+    def run(self, stop: threading.Event, reload: threading.Event | None = None) -> None:
+        interval = self.config.collector.flush_seconds
+        next_flush = time.monotonic() + interval
+        while not stop.is_set():
+            timeout = max(0.0, min(0.2, next_flush - time.monotonic()))
+            batch = self.listener.receive(timeout)
+            if len(batch):
+                self.journal.append(batch)
+                self.pipeline.feed(batch)
+                self.metrics.inc("egress_datagrams_received_total", len(batch))
+            if reload is not None and reload.is_set():
+                reload.clear()
+                self.reload()
+                next_flush = time.monotonic() + interval
+            if time.monotonic() >= next_flush:
+                self.flush()
+                next_flush = time.monotonic() + interval
+        self.flush(wait_seconds=3)
+
+    # -- flush -------------------------------------------------------------------------
+    def flush(self, wait_seconds: float = 0.0) -> bool:
+        """Commit everything received so far; True when committed (else kept for later)."""
+        started = time.monotonic()
+        if (
+            self.journal.appended_since_rotate == 0
+            and self.pending.empty
+            and self.last_flush_ok is not None
+        ):
+            return True  # nothing new: no segment to close, nothing to commit
+        segment = self.journal.rotate()
+        harvest = self.pipeline.drain()
+        self.pending.add(harvest, self.table)
+        drops = self.listener.kernel_drops()
+        if drops > self.kernel_drops_seen:
+            now_bin = int(time.time() * 1000) // (self.config.billing.bin_seconds * 1000)
+            bin_ms = now_bin * self.config.billing.bin_seconds * 1000
+            self.pending.counters[(bin_ms, "*", "kernel_drops")] += drops - self.kernel_drops_seen
+            self.pending.dropped["kernel_receive_buffer"] += drops - self.kernel_drops_seen
+            self.metrics.inc("egress_kernel_drops_total", drops - self.kernel_drops_seen)
+            self.kernel_drops_seen = drops
+        pending = self.pending
+        usage = sum_usage(pending.usage)
+        pending.usage = [usage]
+        checkpoint = Checkpoint(self.name, segment, json.dumps(self.decoder.snapshot()))
+        try:
+            with Store.open(self.config.storage.database, wait_seconds=wait_seconds) as store:
+                store.commit_source(
+                    SourceRecord(
+                        kind="collector",
+                        name=f"{self.name} flush",
+                        sha256=f"flush:{uuid.uuid4()}",
+                        size_bytes=0,
+                        frames=0,
+                        datagrams=pending.datagrams,
+                        flows=pending.flows,
+                        first_flow_ms=pending.first_flow_ms,
+                        last_flow_ms=pending.last_flow_ms,
+                        dropped=dict(+pending.dropped),
+                        notes=dict(+pending.notes),
+                        skipped={},
+                    ),
+                    usage,
+                    counters_frame(pending.counters),
+                    checkpoint,
+                    seen=pending.seen,
+                )
+        except StoreError as exc:
+            self.metrics.inc("egress_flush_failures_total")
+            if self.busy_since is None:
+                self.busy_since = time.monotonic()
+                log.warning("flush postponed, data kept in memory and journal: %s", exc)
+            elif time.monotonic() - self.busy_since > 60:
+                log.warning(
+                    "database unavailable for %.0f s, still holding %d datagrams: %s",
+                    time.monotonic() - self.busy_since,
+                    pending.datagrams,
+                    exc,
+                )
+                self.busy_since = time.monotonic()
+            return False
+        self.journal.delete_before(segment)
+        self.busy_since = None
+        self.last_flush_ok = time.time()
+        elapsed = time.monotonic() - started
+        self.metrics.inc("egress_flushes_total")
+        self.metrics.inc("egress_flows_committed_total", pending.flows)
+        for reason, count in pending.dropped.items():
+            self.metrics.inc("egress_dropped_total", count, reason=reason.split(":", 1)[0])
+        self.metrics.set("egress_last_flush_timestamp_seconds", self.last_flush_ok)
+        self.metrics.set("egress_last_flush_duration_seconds", elapsed)
+        log.info(
+            "flush committed: %d datagrams, %d flows, %d usage rows in %.3f s",
+            pending.datagrams,
+            pending.flows,
+            len(usage),
+            elapsed,
+        )
+        self.pending = _Pending()
+        return True
+
+    # -- reload ------------------------------------------------------------------------
+    def reload(self) -> bool:
+        """Flush with the current rules, then switch to the configuration file's new ones."""
+        try:
+            new = load_config(self.config.path)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running configuration: %s", exc)
+            self.metrics.inc("egress_reload_failures_total")
+            return False
+        if new.collector.listen != self.config.collector.listen:
+            log.warning("reload: listen addresses changed; they take effect at the next restart")
+        self.flush(wait_seconds=5)
+        self.config = new
+        self.table = compile_members(new.members)
+        self.pipeline.set_table(self.table)
+        self.pipeline.set_policy(new)
+        log.info(
+            "reloaded %s: %d members, %d exporters", new.path, len(new.members), len(new.exporters)
+        )
+        self.metrics.inc("egress_reloads_total")
+        return True
+
+    def close(self) -> None:
+        self.pipeline.close()
+        self.listener.close()
+        self.journal.close()
+
+
+def sum_usage(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """Labelled usage frames summed by key (one row per bin, bucket, member, direction)."""
+    frames = [f for f in frames if f.height]
+    if not frames:
+        return usage_frame(UsageRows.empty(), compile_members(()))
+    if len(frames) == 1:
+        return frames[0]
+    return (
+        pl.concat(frames)
+        .group_by(["bin_start", "bucket", "member_id", "direction"], maintain_order=True)
+        .agg(pl.col("bytes").sum(), pl.col("packets").sum(), pl.col("flows").sum())
+    )
