@@ -464,7 +464,7 @@ def _ntp_ms(value: np.ndarray) -> np.ndarray:
     )
 
 
-def _endpoint(t: Template, rec, export_ms, ctx_uptime, init_ms, which: str, notes: Counter):
+def _endpoint(t: Template, get, n: int, export_ms, ctx_uptime, init_ms, which: str, notes):
     """One end of the flows' time span in unix ms, or None if the template has none."""
     start = which == "start"
     ms, us, ns, s, delta, up = (
@@ -488,18 +488,18 @@ def _endpoint(t: Template, rec, export_ms, ctx_uptime, init_ms, which: str, note
     )
     L = t.lengths
     if ms in L:
-        return unsigned(rec, ms, L[ms]).astype(np.int64)
+        return get(ms).astype(np.int64)
     if us in L:
-        return _ntp_ms(unsigned(rec, us, 8))
+        return _ntp_ms(get(us))
     if ns in L:
-        return _ntp_ms(unsigned(rec, ns, 8))
+        return _ntp_ms(get(ns))
     if s in L:
-        return unsigned(rec, s, L[s]).astype(np.int64) * 1000
+        return get(s).astype(np.int64) * 1000
     if delta in L:
-        d_us = unsigned(rec, delta, L[delta]).astype(np.int64)
+        d_us = get(delta).astype(np.int64)
         return (export_ms * 1000 - d_us) // 1000
     if up in L:
-        stamp = unsigned(rec, up, L[up]) & _U32
+        stamp = get(up) & _U32
         if ctx_uptime is not None:  # v9: header sysUpTime at export
             age = ((ctx_uptime.astype(np.uint64) - stamp) & _U32).astype(np.uint32).view(np.int32)
             return export_ms - age.astype(np.int64)
@@ -507,9 +507,49 @@ def _endpoint(t: Template, rec, export_ms, ctx_uptime, init_ms, which: str, note
             up_at_export = (export_ms - init_ms).astype(np.int64)
             age = ((up_at_export.astype(np.uint64) - stamp) & _U32).astype(np.uint32).view(np.int32)
             return export_ms - age.astype(np.int64)
-        notes["ipfix_sysuptime_without_init_time"] += len(rec)
+        if start:
+            notes["ipfix_sysuptime_without_init_time"] += n
         return None
     return None
+
+
+class _Columns:
+    """The wanted elements of a batch of records as native uint64 arrays, read in one
+    compiled pass (:mod:`collector.decode._fieldkernel`); IPv6 addresses as (hi, lo)."""
+
+    def __init__(self, t: Template, rec: np.ndarray) -> None:
+        from collector.decode import _fieldkernel  # numba: loaded on the first decode
+
+        fields = rec.dtype.fields
+        slots: dict[int, int] = {}
+        offsets, lengths = [], []
+        for element, length in t.lengths.items():
+            off = fields[f"e{element}"][1]
+            if length == 16:
+                slots[element] = len(offsets)
+                offsets += [off, off + 8]
+                lengths += [8, 8]
+            elif length <= 8:
+                slots[element] = len(offsets)
+                offsets.append(off)
+                lengths.append(length)
+        raw = np.ascontiguousarray(rec).view(np.uint8).reshape(-1)
+        self.values = _fieldkernel.extract(
+            raw,
+            len(rec),
+            rec.dtype.itemsize,
+            np.array(offsets, np.int64),
+            np.array(lengths, np.int64),
+        )
+        self.slots = slots
+
+    def get(self, element: int) -> np.ndarray | None:
+        k = self.slots.get(element)
+        return None if k is None else self.values[k]
+
+    def pair(self, element: int) -> np.ndarray | None:
+        k = self.slots.get(element)
+        return None if k is None else np.ascontiguousarray(self.values[k : k + 2].T)
 
 
 def flow_batch(
@@ -523,19 +563,26 @@ def flow_batch(
     """Map the records of one template onto FlowBatch columns (module docstring)."""
     n = len(rec)
     L = t.lengths
-
-    def get(element: int) -> np.ndarray | None:
-        return unsigned(rec, element, L[element]) if element in L else None
+    columns = _Columns(t, rec)
+    get = columns.get
 
     has4 = ie.SOURCE_IPV4_ADDRESS in L or ie.DESTINATION_IPV4_ADDRESS in L
     has6 = ie.SOURCE_IPV6_ADDRESS in L or ie.DESTINATION_IPV6_ADDRESS in L
     zeros32 = np.zeros(n, np.uint32)
-    src4 = rec["e8"].astype(np.uint32) if ie.SOURCE_IPV4_ADDRESS in L else zeros32
-    dst4 = rec["e12"].astype(np.uint32) if ie.DESTINATION_IPV4_ADDRESS in L else zeros32
+    src4 = get(ie.SOURCE_IPV4_ADDRESS).astype(np.uint32) if ie.SOURCE_IPV4_ADDRESS in L else zeros32
+    dst4 = (
+        get(ie.DESTINATION_IPV4_ADDRESS).astype(np.uint32)
+        if ie.DESTINATION_IPV4_ADDRESS in L
+        else zeros32
+    )
     if has6:
         zeros6 = np.zeros((n, 2), np.uint64)
-        src6 = rec["e27"].astype(np.uint64) if ie.SOURCE_IPV6_ADDRESS in L else zeros6
-        dst6 = rec["e28"].astype(np.uint64) if ie.DESTINATION_IPV6_ADDRESS in L else zeros6
+        src6 = columns.pair(ie.SOURCE_IPV6_ADDRESS) if ie.SOURCE_IPV6_ADDRESS in L else zeros6
+        dst6 = (
+            columns.pair(ie.DESTINATION_IPV6_ADDRESS)
+            if ie.DESTINATION_IPV6_ADDRESS in L
+            else zeros6
+        )
         if has4:
             v6 = (src4 == 0) & (dst4 == 0) & ((src6 != 0).any(axis=1) | (dst6 != 0).any(axis=1))
             ipv = get(ie.IP_VERSION)
@@ -584,8 +631,8 @@ def flow_batch(
     export_ms = h.export_ms[rec_msg]
     uptime = h.sys_uptime[rec_msg] if h.sys_uptime is not None else None
     init = sampling.init_time_ms.get((t.exporter, t.domain))
-    start = _endpoint(t, rec, export_ms, uptime, init, "start", notes)
-    end = _endpoint(t, rec, export_ms, uptime, init, "end", notes)
+    start = _endpoint(t, get, n, export_ms, uptime, init, "start", notes)
+    end = _endpoint(t, get, n, export_ms, uptime, init, "end", notes)
     duration = get(ie.FLOW_DURATION_MILLISECONDS)
     if duration is not None:
         duration = duration.astype(np.int64)

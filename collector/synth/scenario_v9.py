@@ -93,7 +93,10 @@ def templated_scenario(
     capture = directory / f"{name or 'demo-' + protocol}.pcap"
     write_capture(capture, datagrams, linktype=linktype)
     config = directory / "egress.toml"
-    config.write_text(config_text(member_list, bin_seconds=bin_seconds), encoding="utf-8")
+    config.write_text(
+        config_text(member_list, bin_seconds=bin_seconds, exporters=[e.address for e in exporters]),
+        encoding="utf-8",
+    )
     truth = ground_truth(per_flow_exporter(flows), flow_rates(flows, exporters), bin_seconds * 1000)
     return Scenario(capture, config, member_list, flows, truth, list(exporters), len(datagrams))
 
