@@ -106,9 +106,9 @@ class SequenceTracker:
                 stream = self._streams[key] = _Stream(None, deque(maxlen=RECENT))
             s_g, i_g, b_g = seq[group], inc[group], bins[group]
             # Fast path: the whole group is in order and every increment known.
-            if stream.expected is not None and (i_g >= 0).all():
+            if (i_g >= 0).all():
                 expect = np.empty(len(group), np.int64)
-                expect[0] = stream.expected
+                expect[0] = stream.expected if stream.expected is not None else s_g[0]
                 expect[1:] = (s_g[:-1] + i_g[:-1]) % MOD
                 if (expect == s_g).all():
                     for b in np.unique(b_g).tolist():
