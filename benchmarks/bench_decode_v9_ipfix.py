@@ -32,19 +32,48 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from collector.datagrams import DatagramBatch  # noqa: E402
-from collector.synth.model import TrafficSpec, generate_flows, make_members  # noqa: E402
+from collector.datagrams import DatagramBatch
+from collector.synth.model import TrafficSpec, generate_flows, make_members
 
 PER_DG = 30
 TEMPLATE_EVERY = 100
 
 
 def layouts():
-    v4 = [(8, 4), (12, 4), (1, 8), (2, 8), (152, 8), (153, 8), (10, 4), (14, 4), (7, 2), (11, 2), (4, 1)]
-    v6 = [(27, 16), (28, 16)] + v4[2:]
-    v9 = [(8, 4), (12, 4), (1, 4), (2, 4), (22, 4), (21, 4), (10, 4), (14, 4), (7, 2), (11, 2), (4, 1)]
+    v4 = [
+        (8, 4),
+        (12, 4),
+        (1, 8),
+        (2, 8),
+        (152, 8),
+        (153, 8),
+        (10, 4),
+        (14, 4),
+        (7, 2),
+        (11, 2),
+        (4, 1),
+    ]
+    v6 = [(27, 16), (28, 16), *v4[2:]]
+    v9 = [
+        (8, 4),
+        (12, 4),
+        (1, 4),
+        (2, 4),
+        (22, 4),
+        (21, 4),
+        (10, 4),
+        (14, 4),
+        (7, 2),
+        (11, 2),
+        (4, 1),
+    ]
     var = [*v4, (82, 65535)]
-    return {"ipfix-fixed": (10, v4), "v9-fixed": (9, v9), "ipfix-ipv6": (10, v6), "ipfix-varlen": (10, var)}
+    return {
+        "ipfix-fixed": (10, v4),
+        "v9-fixed": (9, v9),
+        "ipfix-ipv6": (10, v6),
+        "ipfix-varlen": (10, var),
+    }
 
 
 def records(layout, flows, sel, boot_ms):
@@ -99,7 +128,9 @@ def datagrams(name, flows, boot_ms):
             sets += struct.pack(">HH", 0 if version == 9 else 2, 4 + len(tpl)) + tpl
         sets += struct.pack(">HH", 256, 4 + len(body)) + body
         if version == 9:
-            head = struct.pack(">HHIIII", 9, PER_DG, (export_ms - boot_ms) % (1 << 32), export_ms // 1000, d, 0)
+            head = struct.pack(
+                ">HHIIII", 9, PER_DG, (export_ms - boot_ms) % (1 << 32), export_ms // 1000, d, 0
+            )
         else:
             head = struct.pack(">HHIII", 10, 16 + len(sets), export_ms // 1000, d * PER_DG, 0)
         out.append(head + sets)
@@ -159,7 +190,10 @@ def main(argv=None):
 
     members = make_members(200, ipv6=True)
     table = compile_members(
-        [MemberConfig(m.id, m.name, tuple(ipaddress.ip_network(p) for p in m.prefixes)) for m in members]
+        [
+            MemberConfig(m.id, m.name, tuple(ipaddress.ip_network(p) for p in m.prefixes))
+            for m in members
+        ]
     )
     spec = TrafficSpec(seed=3, flows=flows_n, duration_ms=24 * 3600 * 1000, exporters=1)
     rows = []
@@ -167,7 +201,14 @@ def main(argv=None):
         v6 = name == "ipfix-ipv6"
         flows = generate_flows(
             members,
-            TrafficSpec(**{**spec.__dict__, "ipv6_share": 1.0 if v6 else 0.0, "internal_share": 0.0, "unattributed_share": 0.0}),
+            TrafficSpec(
+                **{
+                    **spec.__dict__,
+                    "ipv6_share": 1.0 if v6 else 0.0,
+                    "internal_share": 0.0,
+                    "unattributed_share": 0.0,
+                }
+            ),
         )
         flows = flows.take(np.argsort(flows.end_ms, kind="stable"))  # export order, as routers do
         payloads = datagrams(name, flows, spec.start_ms - 3_600_000)
@@ -175,16 +216,24 @@ def main(argv=None):
         batches = to_batches(payloads, 10_000)
         dec = bench(batches, total, False, table, repeat)
         full = bench(batches, total, True, table, repeat)
-        pkg = bench_netflow_package(payloads, 2_000 if args.quick else 10_000) if name != "ipfix-varlen" else None
+        pkg = (
+            bench_netflow_package(payloads, 2_000 if args.quick else 10_000)
+            if name != "ipfix-varlen"
+            else None
+        )
         rows.append((name, total, dec, full, pkg))
         print(name, f"decode {dec[0] / 1e6:.2f} M/s", f"decode+attribute {full[0] / 1e6:.2f} M/s",
               f"netflow pkg {pkg / 1e6:.3f} M/s" if pkg else "", flush=True)  # fmt: skip
     print()
-    print("| layout | flows | decode (M flows/s) | decode+attribute+bin (M flows/s) | PyPI netflow (M flows/s) |")
+    print(
+        "| layout | flows | decode (M flows/s) | decode+attribute+bin (M flows/s) | PyPI netflow (M flows/s) |"
+    )
     print("|---|---|---|---|---|")
     for name, total, dec, full, pkg in rows:
         fmt = lambda s: f"{s[0] / 1e6:.2f} ({s[1] / 1e6:.2f}–{s[2] / 1e6:.2f})"  # noqa: E731
-        print(f"| {name} | {total:,} | {fmt(dec)} | {fmt(full)} | {f'{pkg / 1e6:.3f}' if pkg else 'n/a'} |")
+        print(
+            f"| {name} | {total:,} | {fmt(dec)} | {fmt(full)} | {f'{pkg / 1e6:.3f}' if pkg else 'n/a'} |"
+        )
 
 
 if __name__ == "__main__":
