@@ -373,12 +373,15 @@ class Store:
         ).pl()
 
     def counters_between(self, start: datetime, end: datetime) -> pl.DataFrame:
-        """Drop/adjustment counters of sources whose flows overlap [start, end)."""
+        """Drop/adjustment counters of sources whose flows overlap [start, end), or that
+        carried no flow at all and were committed in it (e.g. a flush of garbage only)."""
         return self.con.sql(
             "SELECT c.kind, c.reason, sum(c.count)::BIGINT AS count FROM source_counters c"
             " JOIN sources s USING (source_id)"
-            " WHERE s.last_flow >= ? AND s.first_flow < ? GROUP BY ALL ORDER BY ALL",
-            params=[start, end],
+            " WHERE (s.last_flow >= ? AND s.first_flow < ?)"
+            " OR (s.first_flow IS NULL AND s.ingested_at >= ? AND s.ingested_at < ?)"
+            " GROUP BY ALL ORDER BY ALL",
+            params=[start, end, start, end],
         ).pl()
 
     def data_range(self) -> tuple[datetime, datetime] | None:

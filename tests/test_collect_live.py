@@ -1,0 +1,244 @@
+"""`egress collect` as a real process on loopback: exact totals, crashes, readers, bad input.
+
+Each test starts the collector as a subprocess listening on 127.0.0.1 and ::1, sends
+export datagrams of generated captures (with known ground truth) over UDP, and checks
+what `egress report` says.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from live import Collector, free_port, live_config, report_json, send_payloads
+
+from collector.replay import iter_payloads
+from collector.synth.model import DIR_IN, DIR_NONE, DIR_OUT, TrafficSpec
+from collector.synth.scenario import v5_scenario
+
+
+@pytest.fixture
+def scenario(tmp_path):
+    return v5_scenario(tmp_path / "gen", members=12, spec=TrafficSpec(seed=21, flows=12_000))
+
+
+def _payloads(scenario):
+    """Datagrams of the capture with the loopback source each original router gets."""
+    mapping = {"192.0.2.10": "127.0.1.1", "192.0.2.11": "127.0.1.2"}
+    return [
+        (mapping[exporter], payload) for _, exporter, payload in iter_payloads(scenario.capture)
+    ]
+
+
+def _expected(scenario):
+    totals = scenario.truth.totals_by_owner()
+    members = {
+        m.id: (totals.get((i, DIR_IN), 0), totals.get((i, DIR_OUT), 0))
+        for i, m in enumerate(scenario.members)
+    }
+    return members, totals.get((-2, DIR_NONE), 0), totals.get((-1, DIR_NONE), 0)
+
+
+def _got(report):
+    members = {m["id"]: (m["bytes_in"], m["bytes_out"]) for m in report["members"]}
+    return members, report["internal"]["bytes"], report["unattributed"]["bytes_unknown_direction"]
+
+
+def _send(items, port, host="127.0.0.1"):
+    socks = {}
+    try:
+        for source, payload in items:
+            if host != "127.0.0.1":
+                source = "::1"
+            sock = socks.get(source)
+            if sock is None:
+                sock = socks[source] = socket.socket(
+                    socket.AF_INET6 if ":" in source else socket.AF_INET, socket.SOCK_DGRAM
+                )
+                sock.bind((source, 0))
+            sock.sendto(payload, (host, port))
+    finally:
+        for s in socks.values():
+            s.close()
+
+
+def test_live_ipv4_and_ipv6_equal_the_ground_truth(tmp_path, scenario):
+    port = free_port()
+    config = live_config(
+        scenario.config.read_text(), tmp_path, port, ["127.0.1.1", "127.0.1.2", "::1"]
+    )
+    items = _payloads(scenario)
+    half = len(items) // 2
+    collector = Collector(config, port).start()
+    try:
+        _send(items[:half], port)  # over IPv4
+        _send(items[half:], port, host="::1")  # the rest over IPv6 (all from ::1)
+        collector.wait_received(len(items))
+        took = collector.stop()
+    finally:
+        collector.close()
+    assert took < 5, f"SIGTERM to exit took {took:.1f} s"
+    assert _got(report_json(config)) == _expected(scenario)
+    assert "stopped cleanly" in collector.log.read_text()
+
+
+def test_kill_minus_nine_ten_times_loses_nothing_read(tmp_path, scenario):
+    """kill -9 at random moments (mid-receive, mid-decode, mid-flush) while the replay goes
+    on; every restart replays the journal from the committed checkpoint."""
+    port = free_port()
+    config = live_config(
+        scenario.config.read_text(), tmp_path, port, ["127.0.1.1", "127.0.1.2"], flush_seconds=0.3
+    )
+    items = _payloads(scenario)
+    rng = random.Random(5)
+    cuts = sorted(rng.sample(range(1, len(items)), 10))
+    collector = Collector(config, port).start()
+    try:
+        sent = 0
+        for cut in [*cuts, len(items)]:
+            _send(items[sent:cut], port)
+            collector.wait_received(cut - sent)  # everything sent so far was read...
+            sent = cut
+            if cut == len(items):
+                break
+            time.sleep(rng.uniform(0, 0.45))  # ...then die at a random point of the cycle
+            collector.kill9()
+            collector.start()
+        collector.stop()
+    finally:
+        collector.close()
+    log = collector.log.read_text()
+    assert log.count("listening on") == 11
+    assert _got(report_json(config)) == _expected(scenario)
+
+
+def test_undeclared_exporter_changes_nothing_and_is_counted(tmp_path, scenario):
+    port = free_port()
+    config = live_config(scenario.config.read_text(), tmp_path, port, ["127.0.1.1", "127.0.1.2"])
+    items = _payloads(scenario)
+    collector = Collector(config, port).start()
+    try:
+        _send(items, port)
+        stranger = [payload for _, payload in items[:50]]
+        send_payloads(stranger, port, source="127.0.2.99")
+        collector.wait_received(len(items) + len(stranger))
+        collector.stop()
+    finally:
+        collector.close()
+    report = report_json(config)
+    assert _got(report) == _expected(scenario)
+    assert report["counters"]["dropped"]["unknown_exporter:127.0.2.99"] == 50
+
+
+def test_reports_during_a_live_replay(tmp_path, scenario):
+    """20 reports (each opens the database read-only) while datagrams keep arriving."""
+    port = free_port()
+    config = live_config(
+        scenario.config.read_text(), tmp_path, port, ["127.0.1.1", "127.0.1.2"], flush_seconds=0.2
+    )
+    items = _payloads(scenario)
+    collector = Collector(config, port).start()
+    errors: list[str] = []
+
+    def sender():
+        for k in range(0, len(items), 20):
+            _send(items[k : k + 20], port)
+            time.sleep(0.01)
+
+    try:
+        thread = threading.Thread(target=sender)
+        thread.start()
+        for _ in range(20):
+            try:
+                report_json(config)
+            except AssertionError as exc:
+                if "no data for 2026-11" not in str(exc):
+                    errors.append(str(exc))
+        thread.join()
+        collector.wait_received(len(items))
+        collector.stop()
+    finally:
+        collector.close()
+    assert errors == []
+    assert _got(report_json(config)) == _expected(scenario)
+
+
+def test_sighup_reloads_members_and_a_bad_config_is_refused(tmp_path, scenario):
+    port = free_port()
+    config = live_config(scenario.config.read_text(), tmp_path, port, ["127.0.1.1", "127.0.1.2"])
+    items = _payloads(scenario)
+    good_text = config.read_text()
+    collector = Collector(config, port).start()
+    try:
+        _send(items, port)
+        collector.wait_received(len(items))
+        config.write_text(good_text.replace("[contract]", "[contract\n", 1))
+        collector.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "reload refused" not in collector.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "reload refused" in collector.log.read_text()
+        config.write_text(good_text.replace('name = "Membre 0"', 'name = "Mairie renommée"'))
+        collector.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "reloaded" not in collector.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        collector.stop()
+    finally:
+        collector.close()
+    assert "reloaded" in collector.log.read_text()
+    assert _got(report_json(config)) == _expected(scenario)
+
+
+def test_flood_of_garbage_and_templates_keeps_memory_bounded(tmp_path, scenario):
+    """200,000 malformed datagrams and 20,000 IPFIX templates with new ids from a declared
+    exporter: the service stays up, its memory stays under the stated bound, and real
+    data sent afterwards is still accounted exactly."""
+    port = free_port()
+    config = live_config(scenario.config.read_text(), tmp_path, port, ["127.0.1.1", "127.0.1.2"])
+    items = _payloads(scenario)
+    rng = np.random.default_rng(9)
+    garbage = [rng.bytes(int(n)) for n in rng.integers(1, 1400, 200_000)]
+    templates = []
+    for k in range(20_000):
+        tid = 256 + (k % 65_000)
+        body = (
+            int(tid).to_bytes(2, "big") + (2).to_bytes(2, "big") + bytes([0, 8, 0, 4, 0, 12, 0, 4])
+        )
+        template_set = (2).to_bytes(2, "big") + (4 + len(body)).to_bytes(2, "big") + body
+        header = (
+            (10).to_bytes(2, "big")
+            + (16 + len(template_set)).to_bytes(2, "big")
+            + bytes(4)
+            + k.to_bytes(4, "big")
+            + (k % 5000).to_bytes(4, "big")
+        )
+        templates.append(header + template_set)
+    collector = Collector(config, port).start()
+    try:
+        for k in range(0, len(garbage), 5000):
+            send_payloads(garbage[k : k + 5000], port, source="127.0.1.1")
+            time.sleep(0.02)
+        send_payloads(templates, port, source="127.0.1.2")
+        time.sleep(1)
+        status = Path(f"/proc/{collector.proc.pid}/status").read_text()
+        rss_kb = int(
+            next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS"))
+        )
+        assert collector.proc.poll() is None
+        _send(items, port)
+        collector.wait_received(len(items) + 1, timeout=60)
+        time.sleep(0.5)
+        collector.stop()
+    finally:
+        collector.close()
+    assert rss_kb < 600 * 1024, f"RSS {rss_kb / 1024:.0f} MB"
+    report = report_json(config)
+    assert _got(report) == _expected(scenario)
+    assert sum(report["counters"]["dropped"].values()) > 100_000
