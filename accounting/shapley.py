@@ -195,22 +195,24 @@ def _add_and_select(s, row, length, sign, lo, hi, m, cand):
     """s[:length] += sign * row[:length]; return the m-th largest of s[:length].
 
     The caller guarantees that at least m bins end >= lo and fewer than m end > hi, so only
-    the bins in [lo, hi] are candidates for the selection. Three passes: the add and the
-    counts vectorise; the collection of the candidates stops at the last one, and bins
-    sorted by the grand coalition's sum put almost all of them near the front.
+    the bins in [lo, hi] are candidates for the selection. Two passes: the add with the
+    counts (vectorised), then the collection of the candidates, which stops at the last
+    one (bins sorted by the grand coalition's sum put almost all of them near the front).
     """
-    if sign > 0:
-        for t in range(length):
-            s[t] += row[t]
-    else:
-        for t in range(length):
-            s[t] -= row[t]
     window = 0
     above = 0
-    for t in range(length):
-        v = s[t]
-        window += (v >= lo) & (v <= hi)
-        above += v > hi
+    if sign > 0:
+        for t in range(length):
+            v = s[t] + row[t]
+            s[t] = v
+            window += (v >= lo) & (v <= hi)
+            above += v > hi
+    else:
+        for t in range(length):
+            v = s[t] - row[t]
+            s[t] = v
+            window += (v >= lo) & (v <= hi)
+            above += v > hi
     c = 0
     t = 0
     while c < window:  # branch-free compaction
