@@ -107,6 +107,24 @@ class Bill:
     input_hash: str
     version: str
     seconds: Mapping[str, float]
+    columns: np.ndarray  # month bin number of each column of the usage
+
+    @property
+    def billed_bins(self) -> dict[str, int | None]:
+        """Month bin number (0 = the month's first bin) that set the 95th, per direction
+        ('in', 'out', 'in+out') and for the billed value ('billed'); None without bins.
+        The bin starts at month.start_utc + number * bin_seconds."""
+        b = self.billed
+
+        def number(column: int) -> int | None:
+            return int(self.columns[column]) if column >= 0 else None
+
+        return {
+            "in": number(b.bin_in),
+            "out": number(b.bin_out),
+            "in+out": number(b.bin_sum),
+            "billed": number(b.bin),
+        }
 
     @property
     def invoice_cents(self) -> int:
@@ -320,4 +338,5 @@ def bill_month(
         input_hash=digest,
         version=software_version(),
         seconds=seconds,
+        columns=usage.columns,
     )

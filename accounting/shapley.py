@@ -50,6 +50,13 @@ within ``tolerance`` (0.5% by default). The seed and the number of pairs are rep
 
 Members identical in every bin and direction get the mean of their estimates (their true
 values are equal by symmetry), so identical members are always charged alike.
+
+Both methods take the members with traffic in a canonical order (by a digest of their
+traffic), so that the result, down to the float rounding and the random join orders, does
+not depend on the order in which members are given. For the Monte Carlo run the counts are
+stored as int32 (half the memory traffic); counts above 2^31 - 1 bytes per bin (57 Mb/s
+over 300 s) are first divided by the smallest integer that makes them fit, which the result
+states in its notes.
 """
 
 from __future__ import annotations

@@ -372,6 +372,17 @@ class Allocation:
     def fell_back(self) -> bool:
         return self.used != self.rule
 
+    def halfwidth_cents(self) -> tuple[float, ...] | None:
+        """Shapley Monte Carlo: each member's 95% interval half-width, in cents of this
+        allocation (None for other rules or exact values)."""
+        r = self.shapley
+        if r is None or self.used != "shapley" or r.method != "monte-carlo":
+            return None
+        total = float(np.maximum(r.values, 0.0).sum())
+        if total <= 0:
+            return None
+        return tuple(float(h) * self.amount_cents / total for h in r.halfwidth)
+
 
 def _split(
     rule: str,

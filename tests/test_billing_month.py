@@ -249,3 +249,25 @@ def test_no_members():
     z = np.zeros((0, 5), np.int64)
     bill = bill_month(prepare_usage([], z, z), contract(monthly_eur=10))
     assert bill.members == () and any("no members" in n for n in bill.notes)
+
+
+def test_billed_bins_are_month_bin_numbers_and_intervals_in_cents():
+    bm = billing_month("2026-11", "Europe/Paris", 300)
+    cols = np.arange(100, 300)  # data from the 101st bin on
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 1000, size=(30, len(cols)))
+    x[:, 150] += 10**6  # a burst in column 150, bin 250 of the month
+    usage = prepare_usage(
+        [f"m{i:02d}" for i in range(30)],
+        x,
+        x // 2,
+        Semantics(percentile=100),
+        bin_numbers=cols,
+        bins_in_month=bm.bin_count,
+    )
+    policy = SharingPolicy(rule="shapley", tolerance=0.05, compare=("shapley", "volume"))
+    bill = bill_month(usage, contract(monthly_eur=100), policy=policy)
+    assert bill.billed_bins["billed"] == bill.billed_bins["in"] == 250
+    half = bill.allocation.halfwidth_cents()
+    assert half is not None and len(half) == 30 and all(h >= 0 for h in half)
+    assert bill.alternatives["volume"].halfwidth_cents() is None

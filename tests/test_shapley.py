@@ -334,3 +334,13 @@ def test_tariff_kernel_matches_python(tariff, x):
     knots, slopes, unit = tariff.arrays()
     assert _tariff(float(x), tariff.base, knots, slopes, unit) == pytest.approx(tariff.value(x))
     assert tariff.value(x + 1) >= tariff.value(x)  # non-decreasing
+
+
+def test_defaults_agree_with_the_sharing_policy():
+    from accounting import shapley
+    from accounting.sharing import DEFAULT_SEED, SharingPolicy
+
+    policy = SharingPolicy()
+    assert shapley.DEFAULT_SEED == DEFAULT_SEED == policy.seed
+    assert shapley.DEFAULT_TOLERANCE == policy.tolerance == 0.005
+    assert shapley.DEFAULT_EXACT_MAX == policy.exact_max_members == 20
