@@ -189,3 +189,39 @@ def _proc_udp_drops() -> dict[int, int]:
         except OSError:
             continue
     return out
+
+
+SO_ATTACH_REUSEPORT_CBPF = 51
+_SKF_NET_OFF = -0x100000
+_BPF_LD_W_ABS = 0x20
+_BPF_ALU_MOD_K = 0x94
+_BPF_RET_A = 0x16
+
+
+def attach_source_hash(sock: socket.socket, groups: int) -> None:
+    """Steer each sender to one socket of a SO_REUSEPORT group by its source address.
+
+    The kernel's default reuseport hash uses the 4-tuple, so a router that changes its
+    source port would move to another worker (whose template state it does not have).
+    This classic BPF program picks the socket from the low 32 bits of the source address
+    instead: ``return src_ip % groups``.
+    """
+    import ctypes
+
+    family_v6 = sock.family == socket.AF_INET6
+    src_offset = _SKF_NET_OFF + (20 if family_v6 else 12)  # last word of the IPv6 source
+    program = [
+        (_BPF_LD_W_ABS, 0, 0, src_offset & 0xFFFFFFFF),
+        (_BPF_ALU_MOD_K, 0, 0, groups),
+        (_BPF_RET_A, 0, 0, 0),
+    ]
+
+    class SockFilter(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32)]
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(SockFilter))]
+
+    filters = (SockFilter * len(program))(*[SockFilter(*ins) for ins in program])
+    fprog = SockFprog(len(program), filters)
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, bytes(memoryview(fprog).cast("B")))

@@ -99,7 +99,8 @@ class Collector:
             # Ready once this process logged its first commit (made after binding its sockets).
             text = self.log.read_bytes()[before:].decode(errors="replace")
             if "listening on" in text and "flush committed" in text.split("listening on", 1)[1]:
-                return self
+                if "workers started" not in text or text.count("flush committed") >= text.count("listening on"):
+                    return self
             time.sleep(0.05)
         raise RuntimeError(f"egress collect did not start: {self.log.read_text()}")
 

@@ -242,3 +242,38 @@ def test_flood_of_garbage_and_templates_keeps_memory_bounded(tmp_path, scenario)
     report = report_json(config)
     assert _got(report) == _expected(scenario)
     assert sum(report["counters"]["dropped"].values()) > 100_000
+
+
+def test_two_workers_keep_each_exporter_on_one_worker(tmp_path):
+    from collector.synth.netflow5 import V5Exporter
+
+    spec = TrafficSpec(seed=33, flows=12_000)
+    routers = [V5Exporter(f"192.0.2.{20 + k}", 1 + k % 2, spec.start_ms - 1000 * (k + 1)) for k in range(4)]
+    scenario = v5_scenario(tmp_path / "gen", members=12, spec=spec, exporters=routers)
+    port = free_port()
+    sources = [f"127.0.1.{k + 1}" for k in range(4)]
+    config = live_config(
+        scenario.config.read_text(), tmp_path, port, sources, flush_seconds=0.3, extra_collector="workers = 2"
+    )
+    mapping = {r.address: s for r, s in zip(routers, sources, strict=True)}
+    items = [(mapping[e], p) for _, e, p in iter_payloads(scenario.capture)]
+    collector = Collector(config, port).start()
+    try:
+        _send(items, port)
+        deadline = time.monotonic() + 30
+        while collector.received() < len(items) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert collector.received() == len(items)
+        collector.stop()
+    finally:
+        collector.close()
+    assert _got(report_json(config)) == _expected(scenario)
+    import duckdb
+
+    con = duckdb.connect(str(tmp_path / "egress.duckdb"), read_only=True)
+    try:
+        placement = dict(con.execute("SELECT exporter, worker FROM exporters_seen").fetchall())
+    finally:
+        con.close()
+    assert set(placement) == set(sources)
+    assert set(placement.values()) == {"worker-0", "worker-1"}
