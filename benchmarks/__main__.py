@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import bench_v5
+from benchmarks import accuracy, bench_v5, live, scaling
 
-SUITES = {"v5": bench_v5.main}
+SUITES = {
+    "v5": bench_v5.main,
+    "accuracy": accuracy.main,
+    "live": live.main,
+    "scaling": scaling.main,
+}
 
 
 def main(argv: list[str]) -> int:
