@@ -4,7 +4,8 @@
   before decoding (they must not create template state) and counted per source address,
   unless ``allow_unknown_exporters = true``.
 - Sampling: a declared ``sampling_rate`` is used for flows whose export carries no rate,
-  or for every flow of that exporter with ``override_sampling = true``.
+  or for every flow of that exporter with ``override_sampling = true`` (handed to the
+  decoder as a SamplingPolicy).
 - Uplinks: a declared list of ifIndexes gives, per batch, the table the kernel uses to
   bill only flows crossing an uplink and to give unattributed flows a direction.
 """
@@ -12,13 +13,13 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from accounting.collector_config import ExporterConfig
-from collector.batch import FlowBatch
 from collector.datagrams import DatagramBatch, address_to_pair, pair_to_address, unique_addresses
+from collector.decode.sampling import SamplingPolicy
 
 NO_UPLINK = -1
 
@@ -43,6 +44,7 @@ class ExporterPolicy:
 
     def __init__(self, exporters: tuple[ExporterConfig, ...], allow_unknown: bool) -> None:
         self.allow_unknown = allow_unknown
+        self._exporters = exporters
         self._by_pair = {address_to_pair(e.address): e for e in exporters}
 
     def declared(self, pair: tuple[int, int]) -> ExporterConfig | None:
@@ -64,22 +66,17 @@ class ExporterPolicy:
             dropped_by_source[str(pair_to_address(*uniques[k]))] += int(counts[k])
         return batch.select(keep)
 
-    def apply_sampling(self, flows: FlowBatch, exporters: np.ndarray) -> FlowBatch:
-        """Flows with the configured sampling rates applied (see module docstring)."""
-        if not self._by_pair or len(flows) == 0:
-            return flows
-        configs = [self._by_pair.get((int(hi), int(lo))) for hi, lo in exporters.tolist()]
-        if not any(c is not None and c.sampling_rate for c in configs):
-            return flows
-        override = np.array(
-            [c.sampling_rate if c and c.override_sampling else 0 for c in configs], np.uint32
+    def sampling_policy(self) -> SamplingPolicy:
+        """The configured rates, for the decoder (which applies them in its documented
+        order: override, the export's own rate, sampler, domain, default)."""
+        return SamplingPolicy(
+            overrides={
+                str(e.address): e.sampling_rate
+                for e in self._exporters
+                if e.override_sampling and e.sampling_rate
+            },
+            defaults={str(e.address): e.sampling_rate for e in self._exporters if e.sampling_rate},
         )
-        default = np.array([c.sampling_rate or 0 if c else 0 for c in configs], np.uint32)
-        e = flows.exporter_index
-        rate = flows.sampling_interval
-        rate = np.where(rate == 0, default[e], rate)
-        rate = np.where(override[e] > 0, override[e], rate).astype(np.uint32)
-        return replace(flows, sampling_interval=rate)
 
     def uplinks(self, exporters: np.ndarray) -> UplinkTable:
         """The uplink table for a batch whose exporter list is ``exporters``."""

@@ -77,7 +77,10 @@ class Pipeline:
         self.table = table
         self.bin_ms = config.billing.bin_seconds * 1000
         self.policy = ExporterPolicy(config.exporters, config.collector.allow_unknown_exporters)
-        self.decoder = decoder or Decoder(bin_ms=self.bin_ms)
+        self.decoder = decoder or Decoder(
+            bin_ms=self.bin_ms, sampling=self.policy.sampling_policy()
+        )
+        self.decoder.state.sampling.set_policy(self.policy.sampling_policy())
         self.clock = clock or StageClock()
         self._queue: queue.Queue = queue.Queue(maxsize=queue_depth)
         self._error: BaseException | None = None
@@ -99,6 +102,7 @@ class Pipeline:
 
     def set_policy(self, config: Config) -> None:
         self.policy = ExporterPolicy(config.exporters, config.collector.allow_unknown_exporters)
+        self.decoder.state.sampling.set_policy(self.policy.sampling_policy())
 
     # -- main thread -------------------------------------------------------------------
     def feed(self, batch: DatagramBatch) -> None:
@@ -108,7 +112,7 @@ class Pipeline:
         with self.clock("decode"):
             allowed = self.policy.filter_datagrams(batch, h.unknown_exporters)
             result = self.decoder.decode(allowed)
-            flows = self.policy.apply_sampling(result.flows, result.exporters)
+            flows = result.flows
         h.datagrams += len(batch)
         h.datagrams_by_version.update(result.datagrams_by_version)
         h.dropped.update(result.dropped)
@@ -142,6 +146,11 @@ class Pipeline:
             label = str(pair_to_address(hi, lo))
             was = seen.get(label)
             seen[label] = (first, last) if was is None else (min(was[0], first), max(was[1], last))
+
+    def finish_input(self) -> None:
+        """The input has ended (end of file, shutdown): what still waits for a template
+        will never decode; count it as dropped."""
+        self._h.dropped.update(self.decoder.close())
 
     def drain(self) -> Harvest:
         """Wait for the queued batches to be attributed; return and reset the harvest."""

@@ -25,6 +25,8 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
 
 import polars as pl
 
@@ -88,6 +90,69 @@ class _Pending:
         return not (self.datagrams or self.counters or self.dropped)
 
 
+@dataclass(frozen=True)
+class FlushPayload:
+    """One worker's flush: what a committer writes in one transaction (picklable, so a
+    worker process can hand it to the process that owns the database)."""
+
+    worker: str
+    datagrams: int
+    flows: int
+    first_flow_ms: int | None
+    last_flow_ms: int | None
+    dropped: dict[str, int]
+    notes: dict[str, int]
+    usage: pl.DataFrame
+    counters: dict[tuple[int, str, str], int]
+    seen: dict[str, tuple[int, int]]
+    checkpoint: Checkpoint
+
+
+def commit_payload(store: Store, p: FlushPayload) -> None:
+    """Write one flush: a 'collector' source with its counters, usage and checkpoint."""
+    store.commit_source(
+        SourceRecord(
+            kind="collector",
+            name=f"{p.worker} flush",
+            sha256=f"flush:{uuid.uuid4()}",
+            size_bytes=0,
+            frames=0,
+            datagrams=p.datagrams,
+            flows=p.flows,
+            first_flow_ms=p.first_flow_ms,
+            last_flow_ms=p.last_flow_ms,
+            dropped=p.dropped,
+            notes=p.notes,
+            skipped={},
+        ),
+        p.usage,
+        counters_frame(p.counters),
+        p.checkpoint,
+        seen=p.seen,
+        worker=p.worker,
+    )
+
+
+class Committer(Protocol):
+    def __call__(self, payload: FlushPayload, wait_seconds: float) -> str | None:
+        """Commit; None when done, else why not (the caller keeps the data and retries)."""
+
+
+class DirectCommitter:
+    """Commits in this process (the one-worker collector)."""
+
+    def __init__(self, database: Path) -> None:
+        self.database = database
+
+    def __call__(self, payload: FlushPayload, wait_seconds: float) -> str | None:
+        try:
+            with Store.open(self.database, wait_seconds=wait_seconds) as store:
+                commit_payload(store, payload)
+        except StoreError as exc:
+            return str(exc)
+        return None
+
+
 class CollectorService:
     """One receiving, decoding and committing worker (see module docstring)."""
 
@@ -98,9 +163,11 @@ class CollectorService:
         name: str = "worker-0",
         listener: UdpListener | None = None,
         metrics: Metrics | None = None,
+        committer: Committer | None = None,
     ) -> None:
         self.config = config
         self.name = name
+        self.committer = committer or DirectCommitter(config.storage.database)
         self.metrics = metrics or Metrics()
         self.table: MemberTable = compile_members(config.members)
         self.decoder = Decoder(bin_ms=config.billing.bin_seconds * 1000)
@@ -188,40 +255,31 @@ class CollectorService:
         pending = self.pending
         usage = sum_usage(pending.usage)
         pending.usage = [usage]
-        checkpoint = Checkpoint(self.name, segment, json.dumps(self.decoder.snapshot()))
-        try:
-            with Store.open(self.config.storage.database, wait_seconds=wait_seconds) as store:
-                store.commit_source(
-                    SourceRecord(
-                        kind="collector",
-                        name=f"{self.name} flush",
-                        sha256=f"flush:{uuid.uuid4()}",
-                        size_bytes=0,
-                        frames=0,
-                        datagrams=pending.datagrams,
-                        flows=pending.flows,
-                        first_flow_ms=pending.first_flow_ms,
-                        last_flow_ms=pending.last_flow_ms,
-                        dropped=dict(+pending.dropped),
-                        notes=dict(+pending.notes),
-                        skipped={},
-                    ),
-                    usage,
-                    counters_frame(pending.counters),
-                    checkpoint,
-                    seen=pending.seen,
-                )
-        except StoreError as exc:
+        payload = FlushPayload(
+            worker=self.name,
+            datagrams=pending.datagrams,
+            flows=pending.flows,
+            first_flow_ms=pending.first_flow_ms,
+            last_flow_ms=pending.last_flow_ms,
+            dropped=dict(+pending.dropped),
+            notes=dict(+pending.notes),
+            usage=usage,
+            counters=dict(pending.counters),
+            seen=dict(pending.seen),
+            checkpoint=Checkpoint(self.name, segment, json.dumps(self.decoder.snapshot())),
+        )
+        error = self.committer(payload, wait_seconds)
+        if error is not None:
             self.metrics.inc("egress_flush_failures_total")
             if self.busy_since is None:
                 self.busy_since = time.monotonic()
-                log.warning("flush postponed, data kept in memory and journal: %s", exc)
+                log.warning("flush postponed, data kept in memory and journal: %s", error)
             elif time.monotonic() - self.busy_since > 60:
                 log.warning(
                     "database unavailable for %.0f s, still holding %d datagrams: %s",
                     time.monotonic() - self.busy_since,
                     pending.datagrams,
-                    exc,
+                    error,
                 )
                 self.busy_since = time.monotonic()
             return False
@@ -236,7 +294,8 @@ class CollectorService:
         self.metrics.set("egress_last_flush_timestamp_seconds", self.last_flush_ok)
         self.metrics.set("egress_last_flush_duration_seconds", elapsed)
         log.info(
-            "flush committed: %d datagrams, %d flows, %d usage rows in %.3f s",
+            "flush committed (%s): %d datagrams, %d flows, %d usage rows in %.3f s",
+            self.name,
             pending.datagrams,
             pending.flows,
             len(usage),

@@ -89,7 +89,8 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE TABLE exporters_seen (
             exporter   VARCHAR PRIMARY KEY,
             first_seen TIMESTAMPTZ NOT NULL,
-            last_seen  TIMESTAMPTZ NOT NULL
+            last_seen  TIMESTAMPTZ NOT NULL,
+            worker     VARCHAR NOT NULL   -- the collector worker that received it last
         );
         CREATE TABLE collector_state (
             name            VARCHAR PRIMARY KEY,
@@ -253,6 +254,7 @@ class Store:
         counters: pl.DataFrame | None = None,
         checkpoint: Checkpoint | None = None,
         seen: Mapping[str, tuple[int, int]] | None = None,
+        worker: str = "",
     ) -> int:
         """Record a source with its usage, exporter counters, when exporters were seen
         (address -> (first, last) arrival ns) and (for the collector) its checkpoint,
@@ -294,9 +296,10 @@ class Store:
                 self._add(counters, "exporter_counters", COUNTER_KEY, ("value",))
             for exporter, (first, last) in sorted((seen or {}).items()):
                 con.execute(
-                    "INSERT INTO exporters_seen VALUES (?, ?, ?) ON CONFLICT (exporter) DO UPDATE"
-                    " SET last_seen = greatest(exporters_seen.last_seen, excluded.last_seen)",
-                    [exporter, _ns_to_datetime(first), _ns_to_datetime(last)],
+                    "INSERT INTO exporters_seen VALUES (?, ?, ?, ?) ON CONFLICT (exporter) DO UPDATE"
+                    " SET last_seen = greatest(exporters_seen.last_seen, excluded.last_seen),"
+                    " worker = excluded.worker",
+                    [exporter, _ns_to_datetime(first), _ns_to_datetime(last), worker],
                 )
             if checkpoint is not None:
                 con.execute(

@@ -45,7 +45,8 @@ class PipeCommitter:
 class NullListener:
     """No sockets: used to replay the journal of a worker that no longer runs."""
 
-    receive_buffer_bytes: list[int] = []
+    def __init__(self) -> None:
+        self.receive_buffer_bytes: list[int] = []
 
     def receive(self, timeout: float) -> DatagramBatch:
         time.sleep(timeout)
@@ -62,10 +63,16 @@ class NullListener:
 
 
 def _worker_main(
-    index: int, groups: int, config_path: str, commit_conn, control_conn, log_format: str, log_level: str
+    index: int,
+    groups: int,
+    config_path: str,
+    commit_conn,
+    control_conn,
+    log_format: str,
+    log_level: str,
 ) -> None:
     """Entry point of a worker process."""
-    from reports.logs import setup_logging
+    from collector.logs import setup_logging
 
     setup_logging(log_format, log_level)
     config = load_config(config_path)
@@ -120,7 +127,11 @@ def _orphan_workers(config: Config, groups: int) -> list[str]:
 def run_workers(config: Config, stop: threading.Event, reload: threading.Event | None) -> None:
     groups = config.collector.workers
     logger = logging.getLogger("egress")
-    log_format = "json" if any(type(h.formatter).__name__ == "JsonFormatter" for h in logger.handlers) else "text"
+    log_format = (
+        "json"
+        if any(type(h.formatter).__name__ == "JsonFormatter" for h in logger.handlers)
+        else "text"
+    )
     log_level = logging.getLevelName(logger.level).lower()
     metrics = Metrics()
     server = None
@@ -135,7 +146,9 @@ def run_workers(config: Config, stop: threading.Event, reload: threading.Event |
             orphan.recover()
         finally:
             orphan.close()
-        Path(orphan.journal.directory).rmdir() if not any(orphan.journal.directory.iterdir()) else None
+        Path(orphan.journal.directory).rmdir() if not any(
+            orphan.journal.directory.iterdir()
+        ) else None
 
     ctx = mp.get_context("spawn")
     workers: dict[int, tuple[mp.Process, mpc.Connection, mpc.Connection]] = {}
@@ -145,7 +158,15 @@ def run_workers(config: Config, stop: threading.Event, reload: threading.Event |
         control_parent, control_child = ctx.Pipe()
         proc = ctx.Process(
             target=_worker_main,
-            args=(index, groups, str(config.path), commit_child, control_child, log_format, log_level),
+            args=(
+                index,
+                groups,
+                str(config.path),
+                commit_child,
+                control_child,
+                log_format,
+                log_level,
+            ),
             name=f"egress-worker-{index}",
             daemon=False,
         )
@@ -171,21 +192,22 @@ def run_workers(config: Config, stop: threading.Event, reload: threading.Event |
                 else:
                     for _, _, control in workers.values():
                         control.send("reload")
-            conns = {commit: i for i, (_, commit, _) in workers.items()}
+            conns = [commit for _, commit, _ in workers.values()]
             for conn in mpc.wait(list(conns), timeout=0.2):
-                index = conns[conn]
                 try:
                     payload, wait_seconds = conn.recv()
                 except EOFError:
                     continue
                 conn.send(_commit(config, payload, wait_seconds, metrics))
-            for index, (proc, commit, control) in list(workers.items()):
+            for index, (proc, _, _) in list(workers.items()):
                 if proc.is_alive():
                     continue
                 proc.join()
                 del workers[index]
                 if not stopping:
-                    log.error("worker-%d exited with status %s; restarting it", index, proc.exitcode)
+                    log.error(
+                        "worker-%d exited with status %s; restarting it", index, proc.exitcode
+                    )
                     start(index)
     finally:
         for proc, _, _ in workers.values():
@@ -194,7 +216,9 @@ def run_workers(config: Config, stop: threading.Event, reload: threading.Event |
             server.close()
 
 
-def _commit(config: Config, payload: FlushPayload, wait_seconds: float, metrics: Metrics) -> str | None:
+def _commit(
+    config: Config, payload: FlushPayload, wait_seconds: float, metrics: Metrics
+) -> str | None:
     try:
         with Store.open(config.storage.database, wait_seconds=wait_seconds) as store:
             commit_payload(store, payload)

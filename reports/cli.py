@@ -239,7 +239,7 @@ def collect(config_path: Path | None, log_format: str, log_level: str) -> None:
     import signal
     import threading
 
-    from reports.logs import setup_logging
+    from collector.logs import setup_logging
 
     setup_logging(log_format, log_level)
     config = _load(config_path)

@@ -98,9 +98,14 @@ class Collector:
                 raise RuntimeError(f"egress collect exited: {self.log.read_text()}")
             # Ready once this process logged its first commit (made after binding its sockets).
             text = self.log.read_bytes()[before:].decode(errors="replace")
-            if "listening on" in text and "flush committed" in text.split("listening on", 1)[1]:
-                if "workers started" not in text or text.count("flush committed") >= text.count("listening on"):
-                    return self
+            first_commit = (
+                "listening on" in text and "flush committed" in text.split("listening on", 1)[1]
+            )
+            every_worker = "workers started" not in text or text.count(
+                "flush committed"
+            ) >= text.count("listening on")
+            if first_commit and every_worker:
+                return self
             time.sleep(0.05)
         raise RuntimeError(f"egress collect did not start: {self.log.read_text()}")
 

@@ -15,7 +15,6 @@ from click.testing import CliRunner
 from accounting.collector_config import ListenAddress, parse_listen
 from accounting.config import ConfigError, parse_config
 from accounting.exporters import ExporterPolicy
-from collector.batch import FlowBatch
 from collector.datagrams import DatagramBatch, address_to_pair
 from collector.synth.model import (
     DIR_IN,
@@ -174,20 +173,30 @@ def test_allow_list_drops_and_counts_per_source():
     assert len(everyone.filter_datagrams(batch, dropped)) == 5
 
 
-def test_configured_sampling_rates():
+def test_configured_sampling_rates_reach_the_decoder():
+    from test_netflow5 import v5_datagram
+
+    from collector.decode import Decoder
+
     policy = _policy(
         '[[exporters]]\naddress = "192.0.2.1"\nsampling_rate = 100\n'
         '[[exporters]]\naddress = "192.0.2.2"\nsampling_rate = 64\noverride_sampling = true'
     )
-    flows = FlowBatch.allocate(4)
-    flows.exporter_index[:] = [0, 0, 1, 2]
-    flows.sampling_interval[:] = [0, 10, 1000, 0]
-    exporters = np.array(
-        [address_to_pair(a) for a in ("192.0.2.1", "192.0.2.2", "192.0.2.3")], dtype=np.uint64
+    sampling = policy.sampling_policy()
+    assert sampling.defaults == {"192.0.2.1": 100, "192.0.2.2": 64}
+    assert sampling.overrides == {"192.0.2.2": 64}
+    decoder = Decoder(sampling=sampling)
+    batch = DatagramBatch.from_payloads(
+        [
+            v5_datagram(1, sampling=(1 << 14) | 10),
+            v5_datagram(1, sampling=(1 << 14) | 10),
+            v5_datagram(1),
+        ],
+        ["192.0.2.1", "192.0.2.2", "192.0.2.3"],
     )
-    out = policy.apply_sampling(flows, exporters)
-    # unknown -> configured default; known stays; override wins; undeclared unknown stays 0
-    assert out.sampling_interval.tolist() == [100, 10, 64, 0]
+    flows = decoder.decode(batch).flows
+    # v5 carries its own rate (10) unless overridden (64); no rate in v5 means unsampled.
+    assert sorted(flows.sampling_interval.tolist()) == [1, 10, 64]
 
 
 def test_same_flows_from_two_routers_are_billed_once_with_uplinks(tmp_path):

@@ -85,6 +85,11 @@ class SamplingState:
         # (exporter, domain) -> systemInitTimeMilliseconds (IPFIX sysUpTime base)
         self.init_time_ms: dict[tuple[ExporterKey, int], int] = {}
 
+    def set_policy(self, policy: SamplingPolicy) -> None:
+        """New configured rates (a configuration reload); learnt rates are kept."""
+        self.policy = policy
+        self.overrides, self.defaults = policy.compiled()
+
     def learn(
         self,
         exporter: ExporterKey,
