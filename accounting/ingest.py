@@ -20,6 +20,7 @@ from accounting.config import Config
 from accounting.members import MemberTable, compile_members
 from accounting.pipeline import Harvest, Pipeline, StageClock
 from accounting.store import SourceRecord, Store, counters_frame, usage_frame
+from collector.ipfixfile import is_ipfix_file, read_ipfix_file
 from collector.pcap import CaptureStats, read_datagrams
 
 ProgressCallback = Callable[[int], None]  # bytes of the file read so far
@@ -60,8 +61,14 @@ def ingest_file(
     *,
     table: MemberTable | None = None,
     progress: ProgressCallback | None = None,
+    exporter: str | None = None,
 ) -> IngestSummary:
-    """Ingest one capture into ``store`` (atomically; a duplicate changes nothing)."""
+    """Ingest one capture into ``store`` (atomically; a duplicate changes nothing).
+
+    A pcap/pcapng file names each datagram's exporter by its source address. An IPFIX
+    file (RFC 5655) holds bare messages: ``exporter`` says which router wrote them
+    (default 0.0.0.0, which the allow-list must then accept).
+    """
     path = Path(path)
     started = time.perf_counter()
     table = table or compile_members(config.members)
@@ -70,16 +77,25 @@ def ingest_file(
     stats = CaptureStats()
     clock = StageClock()
     pipeline = Pipeline(config, table, clock=clock)
-    batches = read_datagrams(path, stats=stats, hasher=hasher)
+    if is_ipfix_file(path):
+        batches = read_ipfix_file(path, exporter=exporter or "0.0.0.0", hasher=hasher)
+    else:
+        batches = read_datagrams(path, stats=stats, hasher=hasher)
     try:
         while True:
             with clock("read"):
                 batch = next(batches, None)
             if batch is None:
                 break
+            if not stats.bytes_read:  # an IPFIX file: count its messages as frames
+                stats.frames += len(batch)
+                stats.udp_datagrams += len(batch)
             pipeline.feed(batch)
-            if progress:
+            if progress and stats.bytes_read:
                 progress(stats.bytes_read)
+        if progress:
+            progress(summary.size_bytes)
+        pipeline.finish_input()
         harvest = pipeline.drain()
     finally:
         pipeline.close()

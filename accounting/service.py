@@ -229,14 +229,18 @@ class CollectorService:
             if time.monotonic() >= next_flush:
                 self.flush()
                 next_flush = time.monotonic() + interval
-        self.flush(wait_seconds=3)
+        # Data still waiting for its template will not be decoded after a restart (the
+        # journal that held it is committed): count it as dropped in this last flush.
+        self.pipeline.finish_input()
+        self.flush(wait_seconds=3, force=True)
 
     # -- flush -------------------------------------------------------------------------
-    def flush(self, wait_seconds: float = 0.0) -> bool:
+    def flush(self, wait_seconds: float = 0.0, *, force: bool = False) -> bool:
         """Commit everything received so far; True when committed (else kept for later)."""
         started = time.monotonic()
         if (
-            self.journal.appended_since_rotate == 0
+            not force
+            and self.journal.appended_since_rotate == 0
             and self.pending.empty
             and self.last_flush_ok is not None
         ):

@@ -77,17 +77,34 @@ def main() -> None:
     "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@click.option(
+    "--exporter",
+    help="For IPFIX files (RFC 5655), which carry no sender address: the router that wrote them.",
+)
 @friendly_errors
-def ingest(config_path: Path | None, files: tuple[Path, ...], quiet: bool) -> None:
-    """Ingest NetFlow capture files (pcap or pcapng) into the database.
+def ingest(
+    config_path: Path | None, files: tuple[Path, ...], quiet: bool, exporter: str | None
+) -> None:
+    """Ingest export captures (pcap, pcapng, or IPFIX files) into the database.
 
     Each file is committed in one transaction. A file already ingested (same SHA-256)
     is reported and skipped, so running the same command twice never counts twice.
+    NetFlow v5, v9 and IPFIX datagrams are decoded; other frames are counted and skipped.
 
     \b
-    Example:
+    Examples:
       egress ingest -c egress.toml router1-2026-11-05.pcap router2-2026-11-05.pcapng
+      egress ingest --exporter 192.0.2.1 flows-2026-11-05.ipfix
     """
+    if exporter is not None:
+        import ipaddress
+
+        try:
+            ipaddress.ip_address(exporter)
+        except ValueError:
+            raise click.BadParameter(
+                f"{exporter!r} is not an IP address", param_hint="--exporter"
+            ) from None
     from accounting.ingest import ingest_file
     from accounting.members import compile_members
     from accounting.store import Store
@@ -107,9 +124,11 @@ def ingest(config_path: Path | None, files: tuple[Path, ...], quiet: bool) -> No
                         bar.update(done - seen[0])
                         seen[0] = done
 
-                    summary = ingest_file(path, config, store, table=table, progress=advance)
+                    summary = ingest_file(
+                        path, config, store, table=table, progress=advance, exporter=exporter
+                    )
             else:
-                summary = ingest_file(path, config, store, table=table)
+                summary = ingest_file(path, config, store, table=table, exporter=exporter)
             if not quiet:
                 click.echo(format_ingest_summary(summary))
 
