@@ -48,6 +48,25 @@ class MemberLine:
 
 
 @dataclass(frozen=True, slots=True)
+class ExporterLine:
+    """One router's completeness over the month (from the per-bin exporter counters)."""
+
+    address: str
+    datagrams: int
+    flows: int
+    sequence_received: int  # export units (v5 flows, v9 packets, IPFIX records) received
+    sequence_lost: int  # ... missing according to the export sequence numbers
+    duplicates: int
+    reordered: int
+
+    @property
+    def completeness(self) -> float | None:
+        """Share of the exporter's data that arrived, from its sequence numbers."""
+        total = self.sequence_received + max(self.sequence_lost, 0)
+        return None if total == 0 else self.sequence_received / total
+
+
+@dataclass(frozen=True, slots=True)
 class MonthlyReport:
     month: BillingMonth
     percentile: int
@@ -65,6 +84,8 @@ class MonthlyReport:
     unattributed_out: int
     unattributed_none: int
     not_uplink_bytes: int
+    exporters: list[ExporterLine] = field(default_factory=list)
+    kernel_drops: int = 0
     counters: dict[str, dict[str, int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -178,6 +199,7 @@ def build_report(config: Config, store: Store, month_text: str) -> MonthlyReport
     counters: dict[str, dict[str, int]] = {}
     for row in store.counters_between(month.start_utc, month.end_utc).iter_rows(named=True):
         counters.setdefault(row["kind"], {})[row["reason"]] = int(row["count"])
+    exporters, kernel_drops = _exporter_lines(store, month)
     return MonthlyReport(
         month=month,
         percentile=billing.percentile,
@@ -195,9 +217,32 @@ def build_report(config: Config, store: Store, month_text: str) -> MonthlyReport
         unattributed_out=bucket_bytes("unattributed", "out"),
         unattributed_none=bucket_bytes("unattributed", "none"),
         not_uplink_bytes=bucket_bytes("not_uplink"),
+        exporters=exporters,
+        kernel_drops=kernel_drops,
         counters=counters,
         notes=notes,
     )
+
+
+def _exporter_lines(store: Store, month: BillingMonth) -> tuple[list[ExporterLine], int]:
+    frame = store.exporter_counters_between(month.start_utc, month.end_utc)
+    values: dict[str, dict[str, int]] = {}
+    for row in frame.iter_rows(named=True):
+        values.setdefault(row["exporter"], {})[row["counter"]] = int(row["value"])
+    kernel = values.pop("*", {}).get("kernel_drops", 0)
+    lines = [
+        ExporterLine(
+            address=address,
+            datagrams=v.get("datagrams", 0),
+            flows=v.get("flows", 0),
+            sequence_received=v.get("sequence_received", 0),
+            sequence_lost=v.get("sequence_lost", 0),
+            duplicates=v.get("sequence_duplicates", 0),
+            reordered=v.get("sequence_reordered", 0),
+        )
+        for address, v in sorted(values.items())
+    ]
+    return lines, kernel
 
 
 def format_datetime(moment: datetime) -> str:

@@ -142,7 +142,9 @@ def test_sll_pcapng_capture_with_bad_datagrams(tmp_path, scenario):
         "dropped (datagrams): unknown_exporter 3, unknown_version 2, v5_bad_count 1, v5_truncated 1"
         in result.output
     )
-    assert "from exporters not declared under [[exporters]] (dropped): 192.0.2.66 3" in result.output
+    assert (
+        "from exporters not declared under [[exporters]] (dropped): 192.0.2.66 3" in result.output
+    )
     report = json.loads(run("report", "-c", str(config), "-m", "2026-11", "-f", "json").output)
     per_member, internal, unattributed = truth_by_member(scenario)
     assert {m["id"]: (m["bytes_in"], m["bytes_out"]) for m in report["members"]} == per_member
@@ -263,3 +265,36 @@ def test_overlapping_captures_add_up_in_the_same_bins(tmp_path, scenario):
     per_member, internal, _ = truth_by_member(scenario)
     assert {m["id"]: (m["bytes_in"], m["bytes_out"]) for m in report["members"]} == per_member
     assert report["internal"]["bytes"] == internal
+
+
+def test_completeness_counts_the_flows_of_missing_datagrams(tmp_path, scenario):
+    """Datagrams removed from one router's stream show up as lost export sequence units
+    (v5 counts flows) in the report's completeness, exactly."""
+    from collector.pcap import read_datagrams
+
+    kept, lost_flows = [], 0
+    k = 0
+    for batch in read_datagrams(scenario.capture):
+        for i in range(len(batch)):
+            payload = bytes(batch.payload(i))
+            source = "192.0.2.10" if int(batch.source_address[i, 1]) & 0xFF == 10 else "192.0.2.11"
+            if source == "192.0.2.10":
+                k += 1
+                if k % 10 == 5:  # never the first or the last of the stream
+                    lost_flows += int.from_bytes(payload[2:4], "big")
+                    continue
+            kept.append(Datagram(int(batch.arrival_ns[i]), source, payload))
+    capture = tmp_path / "lossy.pcap"
+    write_capture(capture, kept)
+    config = tmp_path / "egress.toml"
+    config.write_text(scenario.config.read_text())
+    assert run("ingest", "-c", str(config), str(capture)).exit_code == 0
+    report = json.loads(run("report", "-c", str(config), "-m", "2026-11", "-f", "json").output)
+    lines = {e["address"]: e for e in report["completeness"]["exporters"]}
+    assert lines["192.0.2.10"]["sequence_lost"] == lost_flows > 0
+    assert lines["192.0.2.11"]["sequence_lost"] == 0
+    assert lines["192.0.2.11"]["completeness"] == 1.0
+    received = lines["192.0.2.10"]["sequence_received"]
+    assert lines["192.0.2.10"]["completeness"] == pytest.approx(received / (received + lost_flows))
+    table = run("report", "-c", str(config), "-m", "2026-11").output
+    assert f"({lost_flows:,} lost" in table

@@ -64,6 +64,23 @@ def report_dict(report: MonthlyReport) -> dict[str, Any]:
             "member_bytes": report.total_member_bytes,
             "share_cents": sum(m.share_cents for m in report.members),
         },
+        "completeness": {
+            "exporters": [
+                {
+                    "address": e.address,
+                    "datagrams": e.datagrams,
+                    "flows": e.flows,
+                    "sequence_received": e.sequence_received,
+                    "sequence_lost": e.sequence_lost,
+                    "duplicates": e.duplicates,
+                    "reordered": e.reordered,
+                    "completeness": e.completeness,
+                }
+                for e in report.exporters
+            ],
+            "kernel_receive_buffer_drops": report.kernel_drops,
+            "missing_bins": report.missing_bins,
+        },
         "counters": report.counters,
         "notes": report.notes,
     }

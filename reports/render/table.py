@@ -112,13 +112,20 @@ def render_table(report: MonthlyReport) -> str:
     lines.extend(fmt(r) for r in rows[:-1])
     lines.append("  ".join("-" * w for w in widths))
     lines.append(fmt(rows[-1]))
+    lines.append("")
+    lines.append(
+        f"completeness: {report.bins_with_data} of {m.bin_count} bins hold data; "
+        f"kernel receive-buffer drops {report.kernel_drops:,}"
+    )
+    for e in report.exporters:
+        share = "n/a" if e.completeness is None else f"{100 * e.completeness:.3f}%"
+        lines.append(
+            f"  exporter {e.address}: {e.datagrams:,} datagrams, {e.flows:,} flows, "
+            f"sequence complete {share} ({e.sequence_lost:,} lost, {e.duplicates:,} duplicates)"
+        )
     dropped = report.counters.get("dropped", {})
     if dropped:
-        lines.append("")
-        lines.append(
-            "completeness: dropped while decoding: "
-            + ", ".join(f"{k} {v}" for k, v in sorted(dropped.items()))
-        )
+        lines.append("  dropped: " + ", ".join(f"{k} {v}" for k, v in sorted(dropped.items())))
     for note in report.notes:
         lines.append(f"note: {note}")
     return "\n".join(lines) + "\n"
