@@ -248,12 +248,19 @@ def test_two_workers_keep_each_exporter_on_one_worker(tmp_path):
     from collector.synth.netflow5 import V5Exporter
 
     spec = TrafficSpec(seed=33, flows=12_000)
-    routers = [V5Exporter(f"192.0.2.{20 + k}", 1 + k % 2, spec.start_ms - 1000 * (k + 1)) for k in range(4)]
+    routers = [
+        V5Exporter(f"192.0.2.{20 + k}", 1 + k % 2, spec.start_ms - 1000 * (k + 1)) for k in range(4)
+    ]
     scenario = v5_scenario(tmp_path / "gen", members=12, spec=spec, exporters=routers)
     port = free_port()
     sources = [f"127.0.1.{k + 1}" for k in range(4)]
     config = live_config(
-        scenario.config.read_text(), tmp_path, port, sources, flush_seconds=0.3, extra_collector="workers = 2"
+        scenario.config.read_text(),
+        tmp_path,
+        port,
+        sources,
+        flush_seconds=0.3,
+        extra_collector="workers = 2",
     )
     mapping = {r.address: s for r, s in zip(routers, sources, strict=True)}
     items = [(mapping[e], p) for _, e, p in iter_payloads(scenario.capture)]
@@ -277,3 +284,43 @@ def test_two_workers_keep_each_exporter_on_one_worker(tmp_path):
         con.close()
     assert set(placement) == set(sources)
     assert set(placement.values()) == {"worker-0", "worker-1"}
+
+
+def test_templates_survive_a_restart(tmp_path, scenario):
+    """A v9 template learnt before a restart decodes data that arrives right after it."""
+    import struct
+
+    from flow_builders import ip4, v9_packet, v9_template
+
+    port = free_port()
+    config = live_config(scenario.config.read_text(), tmp_path, port, ["127.0.1.1"])
+    member = scenario.members[0]
+    host = ip4(member.prefixes[0].split("/")[0]) + 5
+    fields = [(8, 4), (12, 4), (1, 4), (2, 4), (22, 4), (21, 4)]
+    uptime = 3_600_000
+    unix_secs = 1_794_000_000  # 2026-11-12
+
+    def data(octets: int, seq: int) -> bytes:
+        record = struct.pack(
+            ">IIIIII", host, ip4("93.184.216.34"), octets, 1, uptime - 2000, uptime - 1000
+        )
+        flowset = struct.pack(">HH", 256, 4 + len(record)) + record
+        return v9_packet([flowset], seq=seq, uptime=uptime, unix_secs=unix_secs)
+
+    template = struct.pack(">HH", 0, 4 + len(v9_template(256, fields))) + v9_template(256, fields)
+    collector = Collector(config, port).start()
+    try:
+        send_payloads(
+            [v9_packet([template], seq=0, uptime=uptime, unix_secs=unix_secs), data(1000, 1)], port
+        )
+        collector.wait_received(2)
+        collector.stop()
+        collector.start()
+        send_payloads([data(5000, 2)], port)  # no template since the restart
+        collector.wait_received(1)
+        collector.stop()
+    finally:
+        collector.close()
+    report = report_json(config)
+    out = {m["id"]: m["bytes_out"] for m in report["members"]}[member.id]
+    assert out == 6000
