@@ -1,6 +1,6 @@
 """Billing benchmark: 1,000 members x 8,928 five-minute bins (a 31-day month).
 
-    python benchmarks/bench_billing.py [--runs 5] [--mc-runs 3] [--members 1000] [--quick]
+    python benchmarks/bench_billing.py [--runs 5] [--mc-runs 3] [--directions max,in] [--quick]
 
 Prints, for each step, the median wall time over the runs (and min/max), and the peak
 resident memory of the step (Linux: VmHWM after resetting it through /proc/self/clear_refs).
@@ -112,7 +112,7 @@ def show(label, times, peak, extra=""):
     med = statistics.median(times)
     print(
         f"{label:<44} median {med:8.3f} s  (min {min(times):.3f}, max {max(times):.3f}, "
-        f"n={len(times)})  peak RSS {peak:7.0f} MiB{extra}",
+        f"n={len(times)})  peak RSS {peak:5.0f} MiB  load {os.getloadavg()[0]:.1f}{extra}",
         flush=True,
     )
     return med
@@ -125,6 +125,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5, help="runs of each fast step")
     ap.add_argument("--mc-runs", type=int, default=3, help="runs of each Shapley step")
     ap.add_argument("--quick", action="store_true", help="skip the Shapley steps")
+    ap.add_argument(
+        "--directions", default="max,in", help="direction rules to run (default max,in)"
+    )
     args = ap.parse_args()
 
     print(
@@ -147,7 +150,7 @@ def main() -> None:
     assert not problems
     amount = 1_000_000
     results = {}
-    for direction in ("max", "in"):
+    for direction in args.directions.split(","):
         usage = prepare_usage(ids, inbound, outbound, Semantics(direction=direction))
         b = billed(usage)
         print(
