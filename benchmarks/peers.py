@@ -144,7 +144,7 @@ class Usage:
     peak_rss_mb: float = 0.0
 
 
-def pinned(cmd: list[str], cpu: int | None) -> list[str]:
+def pinned(cmd: list[str], cpu: int | str | None) -> list[str]:
     if cpu is None or shutil.which("taskset") is None:
         return cmd
     return ["taskset", "-c", str(cpu), *cmd]
@@ -154,7 +154,7 @@ class Process:
     """A child process whose CPU time and peak RSS (its own and its waited children's)
     are read from wait4() when it ends."""
 
-    def __init__(self, cmd: list[str], log: Path, cpu: int | None, **kwargs) -> None:
+    def __init__(self, cmd: list[str], log: Path, cpu: int | str | None, **kwargs) -> None:
         self.log = log
         self._log = log.open("wb")
         self.proc = subprocess.Popen(
@@ -220,6 +220,7 @@ class Receiver:
     version = ""
     ready_timeout = 20.0
     stop_signal = signal.SIGTERM
+    cpus: str | None = None  # taskset list overriding the caller's core
 
     def ready(self) -> bool:
         """Beyond a bound socket: is the receiver ready to count (checked until true)?"""
@@ -232,7 +233,10 @@ class Receiver:
     def command(self, port: int, ctx: Context) -> list[str]:
         raise NotImplementedError
 
-    def start(self, port: int, ctx: Context, cpu: int | None = 1) -> None:
+    def start(self, port: int, ctx: Context, cpu: int | str | None = 1) -> None:
+        """Start on ``cpu`` (a core number or taskset list), or on the receiver's own
+        ``cpus`` when it sets them."""
+        cpu = self.cpus if self.cpus is not None else cpu
         ctx.workdir.mkdir(parents=True, exist_ok=True)
         self.ctx = ctx
         self.port = port
@@ -461,7 +465,9 @@ class Egress(Receiver):
         self.workers = workers
         self.flush_seconds = flush_seconds
         if workers > 1:
+            # N workers need N cores: on two cores they share core 0 with the sender.
             self.name = f"egress-w{workers}"
+            self.cpus = "0,1"
         self.version = "egress " + _egress_version()
 
     def unavailable(self) -> str | None:
@@ -541,4 +547,5 @@ RECEIVERS = {
     "nfcapd-lz4": lambda: Nfcapd("-y"),
     "nfacctd": Nfacctd,
     "egress": Egress,
+    "egress-w2": lambda: Egress(workers=2),
 }
