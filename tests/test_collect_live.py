@@ -239,6 +239,7 @@ def test_flood_of_garbage_and_templates_keeps_memory_bounded(tmp_path, scenario)
     finally:
         collector.close()
     assert rss_kb < 600 * 1024, f"RSS {rss_kb / 1024:.0f} MB"
+    print(f"RSS after the flood: {rss_kb / 1024:.0f} MB")
     report = report_json(config)
     assert _got(report) == _expected(scenario)
     assert sum(report["counters"]["dropped"].values()) > 100_000

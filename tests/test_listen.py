@@ -1,0 +1,103 @@
+"""UDP listeners on loopback: batched receive (recvmmsg and the fallback), sources,
+oversize datagrams and kernel drop counting."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from collector.datagrams import pair_to_address
+from collector.listen import SLOT_BYTES, Endpoint, UdpListener
+
+
+@pytest.fixture(params=["recvmmsg", "recvfrom"])
+def listener(request):
+    lst = UdpListener([Endpoint("127.0.0.1", 0), Endpoint("::1", 0)], receive_buffer_bytes=4 << 20)
+    if request.param == "recvfrom":
+        lst._multi = None
+    elif lst._multi is None:
+        pytest.skip("recvmmsg not available on this platform")
+    yield lst
+    lst.close()
+
+
+def _drain(lst, expected, timeout=5.0):
+    got = []
+    deadline = time.monotonic() + timeout
+    while len(got) < expected and time.monotonic() < deadline:
+        b = lst.receive(0.2)
+        for i in range(len(b)):
+            got.append(
+                (
+                    bytes(b.payload(i)),
+                    str(pair_to_address(*b.source_address[i])),
+                    int(b.source_port[i]),
+                )
+            )
+    return got
+
+
+def test_receives_ipv4_and_ipv6_with_their_sources(listener):
+    v4, v6 = listener.bound()
+    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    a.bind(("127.0.1.9", 0))
+    b = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    b.bind(("::1", 0))
+    sent = []
+    for i in range(300):
+        a.sendto(bytes([i % 256]) * (1 + i), (v4.host, v4.port))
+        sent.append((bytes([i % 256]) * (1 + i), "127.0.1.9", a.getsockname()[1]))
+        b.sendto(b"six" * (i + 1), (v6.host, v6.port))
+        sent.append((b"six" * (i + 1), "::1", b.getsockname()[1]))
+    got = _drain(listener, len(sent))
+    assert sorted(got) == sorted(sent)
+    a.close()
+    b.close()
+
+
+def test_oversize_datagrams_are_counted_not_decoded():
+    listener = UdpListener([Endpoint("127.0.0.1", 0)])
+    if listener._multi is None:
+        pytest.skip("recvmmsg not available on this platform (the recvfrom path reads any size)")
+    v4 = listener.bound()[0]
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.sendto(b"a" * (SLOT_BYTES + 100), (v4.host, v4.port))
+    s.sendto(b"ok", (v4.host, v4.port))
+    got = _drain(listener, 1)
+    assert [g[0] for g in got] == [b"ok"]
+    assert listener.truncated == 1
+    s.close()
+    listener.close()
+
+
+def test_kernel_drops_are_read_from_proc():
+    lst = UdpListener([Endpoint("127.0.0.1", 0)], receive_buffer_bytes=65_536)
+    try:
+        # Shrink below the configured minimum to force overflow quickly.
+        lst.sockets[0].setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        port = lst.bound()[0].port
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for _ in range(2000):
+            s.sendto(b"x" * 1400, ("127.0.0.1", port))
+        s.close()
+        assert lst.kernel_drops() > 0
+        received = len(_drain(lst, 2000, timeout=1.0))
+        assert received + lst.kernel_drops() == 2000
+    finally:
+        lst.close()
+
+
+def test_address_in_use_is_a_clear_error():
+    from collector.listen import ListenError
+
+    first = UdpListener([Endpoint("127.0.0.1", 0)])
+    try:
+        port = first.bound()[0].port
+        with pytest.raises(
+            ListenError, match=f"cannot listen on 127.0.0.1:{port}: address already in use"
+        ):
+            UdpListener([Endpoint("127.0.0.1", port)])
+    finally:
+        first.close()
