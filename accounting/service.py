@@ -180,6 +180,7 @@ class CollectorService:
         )
         self.pending = _Pending()
         self.kernel_drops_seen = self.listener.kernel_drops()
+        self.truncated_seen = 0
         self.last_flush_ok: float | None = None
         self.busy_since: float | None = None
 
@@ -256,6 +257,10 @@ class CollectorService:
             self.pending.dropped["kernel_receive_buffer"] += drops - self.kernel_drops_seen
             self.metrics.inc("egress_kernel_drops_total", drops - self.kernel_drops_seen)
             self.kernel_drops_seen = drops
+        truncated = getattr(self.listener, "truncated", 0)
+        if truncated > self.truncated_seen:
+            self.pending.dropped["datagram_too_large"] += truncated - self.truncated_seen
+            self.truncated_seen = truncated
         pending = self.pending
         usage = sum_usage(pending.usage)
         pending.usage = [usage]
