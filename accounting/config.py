@@ -11,7 +11,6 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -22,7 +21,8 @@ from accounting.collector_config import (
     parse_collector,
     parse_exporters,
 )
-from accounting.validation import Validator, is_int
+from accounting.registry import MemberConfig, Registry, parse_registry
+from accounting.validation import Validator, euros_to_cents, is_int
 from collector.errors import EgressError
 
 DEFAULT_CONFIG = "egress.toml"
@@ -66,21 +66,18 @@ class ContractConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class MemberConfig:
-    id: str
-    name: str
-    prefixes: tuple[Network, ...]
-
-
-@dataclass(frozen=True, slots=True)
 class Config:
     path: Path
     storage: StorageConfig
     billing: BillingConfig
     contract: ContractConfig
-    members: tuple[MemberConfig, ...]
+    registry: Registry
     collector: CollectorConfig = field(default_factory=CollectorConfig)
     exporters: tuple[ExporterConfig, ...] = ()
+
+    @property
+    def members(self) -> tuple[MemberConfig, ...]:
+        return self.registry.members
 
 
 def resolve_config_path(option: str | None) -> Path:
@@ -108,16 +105,20 @@ def parse_config(text: str, path: Path | str = DEFAULT_CONFIG) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, [f"not valid TOML: {exc}"]) from None
     v = Validator()
-    v.unknown_keys(raw, {"storage", "billing", "contract", "members", "collector", "exporters"}, "")
+    v.unknown_keys(
+        raw, {"storage", "billing", "contract", "members", "registry", "collector", "exporters"}, ""
+    )
     storage = _storage(v, raw.get("storage", {}), path)
     billing = _billing(v, raw.get("billing", {}))
     contract = _contract(v, raw.get("contract"))
-    members = _members(v, raw.get("members", []))
     collector = parse_collector(v, raw.get("collector"), path)
     exporters = parse_exporters(v, raw.get("exporters"))
+    registry = parse_registry(
+        v, raw.get("members", []), raw.get("registry"), path, {e.address for e in exporters}
+    )
     if v.problems:
         raise ConfigError(path, v.problems)
-    return Config(path, storage, billing, contract, members, collector, exporters)
+    return Config(path, storage, billing, contract, registry, collector, exporters)
 
 
 def _storage(v: Validator, raw: Any, path: Path) -> StorageConfig:
@@ -180,94 +181,3 @@ def _contract(v: Validator, raw: Any) -> ContractConfig:
         v.add("contract.monthly_eur", "missing: the operator's monthly invoice in euros")
         return ContractConfig(0)
     return ContractConfig(euros_to_cents(v, "contract.monthly_eur", raw["monthly_eur"]))
-
-
-def euros_to_cents(v: Validator, key: str, value: Any) -> int:
-    """Exact cents from a TOML number (at most two decimals, not negative)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        v.add(key, f"must be a number of euros, got {value!r}")
-        return 0
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        v.add(key, f"not a number: {value!r}")
-        return 0
-    if not amount.is_finite() or amount < 0:
-        v.add(key, f"must be a finite amount >= 0, got {value!r}")
-        return 0
-    cents = amount * 100
-    if cents != cents.to_integral_value():
-        v.add(key, f"has more than two decimals: {value!r}")
-        return 0
-    return int(cents)
-
-
-def _members(v: Validator, raw: Any) -> tuple[MemberConfig, ...]:
-    if not isinstance(raw, list):
-        v.add("members", "must be an array of tables: [[members]]")
-        return ()
-    members: list[MemberConfig] = []
-    seen_ids: dict[str, int] = {}
-    owner_of: dict[Network, str] = {}
-    for i, entry in enumerate(raw):
-        where = f"members[{i}]"
-        entry = v.table(entry, where)
-        mid = entry.get("id")
-        if isinstance(mid, str):
-            where = f"members[{i}] (id {mid!r})"
-        v.unknown_keys(entry, {"id", "name", "prefixes"}, where)
-        if not isinstance(mid, str) or not MEMBER_ID.match(mid):
-            v.add(
-                f"{where}.id",
-                f"must be 1-64 characters of a-z, 0-9, '.', '_', '-' starting with a letter or digit, got {mid!r}",
-            )
-            mid = None
-        elif mid in seen_ids:
-            v.add(f"{where}.id", f"duplicate member id {mid!r} (also members[{seen_ids[mid]}])")
-        else:
-            seen_ids[mid] = i
-        name = entry.get("name")
-        if not isinstance(name, str) or not name.strip():
-            v.add(f"{where}.name", "must be a non-empty string")
-            name = mid or ""
-        prefixes = entry.get("prefixes", [])
-        networks: list[Network] = []
-        if not isinstance(prefixes, list):
-            v.add(f"{where}.prefixes", "must be a list of strings such as ['10.1.0.0/16']")
-            prefixes = []
-        for j, text in enumerate(prefixes):
-            key = f"{where}.prefixes[{j}]"
-            net = _network(v, key, text)
-            if net is None:
-                continue
-            if net in networks:
-                v.add(key, f"{net} is listed twice for this member")
-                continue
-            other = owner_of.get(net)
-            if other is not None:
-                v.add(key, f"{net} is already claimed by member {other!r}")
-                continue
-            owner_of[net] = mid or where
-            networks.append(net)
-        if mid is not None:
-            members.append(MemberConfig(mid, name, tuple(networks)))
-    return tuple(members)
-
-
-def _network(v: Validator, key: str, text: Any) -> Network | None:
-    if not isinstance(text, str):
-        v.add(key, f"must be a string such as '10.1.0.0/16', got {text!r}")
-        return None
-    if "/" not in text:
-        v.add(key, f"{text!r} has no prefix length (write e.g. '{text}/32')")
-        return None
-    try:
-        return ipaddress.ip_network(text, strict=True)
-    except ValueError as exc:
-        reason = str(exc)
-        if "host bits set" in reason:
-            fixed = ipaddress.ip_network(text, strict=False)
-            v.add(key, f"{text!r} has host bits set (did you mean '{fixed}'?)")
-        else:
-            v.add(key, f"{text!r} is not a valid IPv4/IPv6 prefix: {reason}")
-        return None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accounting.config import MemberConfig
 from accounting.lpm import DualTrie
+from accounting.registry import MemberConfig
 
 INTERNAL = "internal"
 UNATTRIBUTED = "unattributed"

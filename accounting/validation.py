@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 
@@ -30,3 +31,27 @@ class Validator:
 def is_int(value: Any) -> bool:
     """A TOML integer (bool is an int subclass in Python, but not an integer here)."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def euros_to_cents(v: Validator, key: str, value: Any, *, allow_text: bool = False) -> int:
+    """Exact cents from a number of euros (at most two decimals, not negative).
+
+    ``allow_text`` accepts a decimal string too (CSV cells); TOML wants a number.
+    """
+    accepted = int | float | str if allow_text else int | float
+    if isinstance(value, bool) or not isinstance(value, accepted):
+        v.add(key, f"must be a number of euros, got {value!r}")
+        return 0
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        v.add(key, f"not a number: {value!r}")
+        return 0
+    if not amount.is_finite() or amount < 0:
+        v.add(key, f"must be a finite amount >= 0, got {value!r}")
+        return 0
+    cents = amount * 100
+    if cents != cents.to_integral_value():
+        v.add(key, f"has more than two decimals: {value!r}")
+        return 0
+    return int(cents)

@@ -185,8 +185,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     flows_n = 600_000 if args.quick else 3_000_000
     repeat = 2 if args.quick else 3
-    from accounting.config import MemberConfig
     from accounting.members import compile_members
+    from accounting.registry import MemberConfig
 
     members = make_members(200, ipv6=True)
     table = compile_members(

@@ -98,8 +98,8 @@ def truth_by_key(truth) -> Counter:
 
 
 def member_table(members):
-    from accounting.config import MemberConfig
     from accounting.members import compile_members
+    from accounting.registry import MemberConfig
 
     return compile_members(
         [

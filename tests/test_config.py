@@ -105,7 +105,7 @@ def with_member(extra: str) -> str:
         ),
         (
             with_member('[[members]]\nid = "a"\nname = "A"\n[[members]]\nid = "a"\nname = "A2"'),
-            "members[1] (id 'a').id: duplicate member id 'a' (also members[0])",
+            "members[1] (id 'a').id: duplicate member id 'a' (also members[0] (id 'a'))",
         ),
         (
             with_member('[[members]]\nid = "Mairie A"\nname = "A"'),
@@ -121,7 +121,7 @@ def with_member(extra: str) -> str:
         ),
         (
             with_member('[[members]]\nid = "a"\nname = "A"\nprefix = ["10.0.0.0/8"]'),
-            "members[0] (id 'a').prefix: unknown key (allowed here: id, name, prefixes)",
+            "members[0] (id 'a').prefix: unknown key (allowed here: contact, flat_monthly_eur, id, interfaces,",
         ),
         (
             with_member('[billing]\ntimezone = "Europe/Pariss"'),

@@ -18,9 +18,9 @@ from accounting.attribution import (
     classify_flows,
     scaled_counts,
 )
-from accounting.config import MemberConfig
 from accounting.lpm import DualTrie, build_trie
 from accounting.members import compile_members
+from accounting.registry import MemberConfig
 from collector.batch import FlowBatch
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
