@@ -33,8 +33,13 @@ class Attributed:
     direction: np.ndarray  # int8
 
 
-def classify_flows(flows: FlowBatch, table: MemberTable) -> Attributed:
-    """Owner row and direction of every flow (longest-prefix match on both ends)."""
+def classify_flows(
+    flows: FlowBatch, table: MemberTable, exporters: np.ndarray | None = None
+) -> Attributed:
+    """Owner row and direction of every flow, by the rules of the epoch it starts in.
+
+    ``exporters`` (the batch's exporter addresses) lets interface and VLAN rules apply.
+    """
     n = len(flows)
     owner = np.empty(n, np.int32)
     direction = np.empty(n, np.int8)
@@ -46,15 +51,49 @@ def classify_flows(flows: FlowBatch, table: MemberTable) -> Attributed:
             flows.destination_ipv4_address,
             src6,
             dst6,
-            table.trie.v4.root,
-            table.trie.v4.chunks,
-            table.trie.v6.root,
-            table.trie.v6.chunks,
+            flows.flow_start_milliseconds,
+            flows.exporter_index,
+            flows.ingress_interface,
+            flows.egress_interface,
+            _vlan(flows),
+            _slots(table, flows, exporters),
+            table.epoch_start_ms,
+            _rules(table),
             np.int64(table.size),
             owner,
             direction,
         )
     return Attributed(owner, direction)
+
+
+def _rules(table: MemberTable) -> tuple:
+    """The table's arrays in the order the kernels unpack them."""
+    return (
+        table.v4_roots,
+        table.v4_chunks,
+        table.v6_roots,
+        table.v6_chunks,
+        table.port_keys,
+        table.port_rows,
+        table.vlan_keys,
+        table.vlan_rows,
+    )
+
+
+def _slots(table: MemberTable, flows: FlowBatch, exporters: np.ndarray | None) -> np.ndarray:
+    width = int(flows.exporter_index.max()) + 1 if len(flows) else 1
+    if exporters is None or not table.exporter_slots:
+        return np.full(width, -1, np.int64)
+    slots = table.slots_of(exporters)
+    return (
+        slots
+        if len(slots) >= width
+        else np.concatenate([slots, np.full(width - len(slots), -1, np.int64)])
+    )
+
+
+def _vlan(flows: FlowBatch) -> np.ndarray:
+    return flows.vlan_id if flows.vlan_id is not None else np.zeros(len(flows), np.uint16)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,11 +246,13 @@ def attribute(
     bin_ms: int,
     notes: Counter,
     uplinks: UplinkTable | None = None,
+    exporters: np.ndarray | None = None,
 ) -> UsageRows:
     """The whole per-batch accounting step: scale, bound, classify and bin in one pass.
 
     ``uplinks`` (indexed like ``flows.exporter_index``) restricts billing to flows that
-    cross a declared uplink of their exporter (see accounting/exporters.py).
+    cross a declared uplink of their exporter (see accounting/exporters.py);
+    ``exporters`` (the batch's exporter addresses) lets interface and VLAN rules apply.
     """
     n = len(flows)
     if n == 0:
@@ -221,7 +262,10 @@ def attribute(
     if uplinks is None:
         uplinks = UplinkTable.none(int(flows.exporter_index.max()) + 1)
     src6, dst6 = _ipv6_columns(flows)
-    trie = table.trie
+    rules = _rules(table)
+    slots = _slots(table, flows, exporters)
+    vlan = _vlan(flows)
+    epoch_bins = table.epoch_start_ms // bin_ms
     if p.last_ms // bin_ms - p.first_ms // bin_ms + 1 <= MAX_CUBE_CELLS // (n_rows * 9):
         groups = [np.arange(n)]
     else:
@@ -237,14 +281,14 @@ def attribute(
             flows.destination_ipv4_address,
             src6,
             dst6,
-            trie.v4.root,
-            trie.v4.chunks,
-            trie.v6.root,
-            trie.v6.chunks,
+            rules,
+            epoch_bins,
             np.int64(table.size),
             flows.exporter_index,
+            slots,
             flows.ingress_interface,
             flows.egress_interface,
+            vlan,
             uplinks.interfaces,
             uplinks.count,
             p.octets,

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from accounting.config import Config
-from accounting.members import MemberTable, compile_members
+from accounting.members import MemberTable, compile_registry
 from accounting.pipeline import Harvest, Pipeline, StageClock
 from accounting.store import SourceRecord, Store, counters_frame, usage_frame
 from collector.ipfixfile import is_ipfix_file, read_ipfix_file
@@ -71,7 +71,7 @@ def ingest_file(
     """
     path = Path(path)
     started = time.perf_counter()
-    table = table or compile_members(config.members)
+    table = table or compile_registry(config.registry, config.billing.timezone)
     summary = IngestSummary(str(path), size_bytes=path.stat().st_size)
     hasher = hashlib.sha256()
     stats = CaptureStats()

@@ -70,7 +70,10 @@ def _lookup_any(version, a4, a6, i, v4root, v4chunks, v6root, v6chunks):
 
 @inline_kernel
 def _owner_and_direction(s, d, n_members):
-    """Owner row and direction from the member rows of both ends (-1 = none)."""
+    """Owner row and direction from what both ends are: a member row, M (an internal
+    infrastructure prefix) or -1 (nothing)."""
+    if s == n_members or d == n_members:
+        return n_members, DIR_NONE
     if s >= 0 and d >= 0:
         return n_members, DIR_NONE
     if s >= 0:
@@ -80,6 +83,44 @@ def _owner_and_direction(s, d, n_members):
     return n_members + 1, DIR_NONE
 
 
+@inline_kernel
+def _find(keys, rows, key):
+    """Row stored under ``key`` in a sorted key array, or -1."""
+    if keys.shape[0] == 0:
+        return -1
+    k = np.searchsorted(keys, key)
+    if k < keys.shape[0] and keys[k] == key:
+        return rows[k]
+    return -1
+
+
+@inline_kernel
+def _ends(i, ep, version, src4, dst4, src6, dst6, rules, slot, ingress, egress, vlan):
+    """What the source and destination ends of flow i are in epoch ``ep``.
+
+    Precedence per end: interface rule, VLAN rule (source end: the exported VLAN is the
+    incoming one), longest matching prefix."""
+    v4roots, v4chunks, v6roots, v6chunks, port_keys, port_rows, vlan_keys, vlan_rows = rules
+    s = -1
+    d = -1
+    if slot >= 0:
+        base = (np.int64(ep) << 48) | (np.int64(slot) << 32)
+        s = _find(port_keys, port_rows, base | np.int64(ingress))
+        d = _find(port_keys, port_rows, base | np.int64(egress))
+        if s < 0 and vlan != 0:
+            s = _find(vlan_keys, vlan_rows, base | np.int64(vlan))
+    if s < 0:
+        s = _lookup_any(version, src4, src6, i, v4roots[ep], v4chunks, v6roots[ep], v6chunks)
+    if d < 0:
+        d = _lookup_any(version, dst4, dst6, i, v4roots[ep], v4chunks, v6roots[ep], v6chunks)
+    return s, d
+
+
+@inline_kernel
+def _epoch_of(epoch_bins, b):
+    return np.searchsorted(epoch_bins, b, side="right") - 1
+
+
 @kernel
 def classify(
     ip_version,
@@ -87,19 +128,35 @@ def classify(
     dst4,
     src6,
     dst6,
-    v4root,
-    v4chunks,
-    v6root,
-    v6chunks,
+    start_ms,
+    exporter_index,
+    ingress,
+    egress,
+    vlan,
+    slots,
+    epoch_ms,
+    rules,
     n_members,
     owner_out,
     direction_out,
 ):
-    """Owner row and direction of each flow, from the members of its two ends."""
+    """Owner row and direction of each flow, by the rules of the epoch it starts in."""
     for i in range(ip_version.shape[0]):
-        version = ip_version[i]
-        s = _lookup_any(version, src4, src6, i, v4root, v4chunks, v6root, v6chunks)
-        d = _lookup_any(version, dst4, dst6, i, v4root, v4chunks, v6root, v6chunks)
+        ep = np.searchsorted(epoch_ms, start_ms[i], side="right") - 1
+        s, d = _ends(
+            i,
+            ep,
+            ip_version[i],
+            src4,
+            dst4,
+            src6,
+            dst6,
+            rules,
+            slots[exporter_index[i]],
+            ingress[i],
+            egress[i],
+            vlan[i],
+        )
         o, dr = _owner_and_direction(s, d, n_members)
         owner_out[i] = o
         direction_out[i] = dr
@@ -114,29 +171,37 @@ def _share(total, part, whole):
 
 
 @inline_kernel
+def _spread_segment(cube, o, d, nbytes, npkts, s, e, bin_ms, bin0, b_from, b_to, done_b, done_p):
+    """Add the parts of a flow over [s, e) that fall in bins b_from..b_to to row o.
+
+    ``done_b``/``done_p`` are the parts already given to earlier bins; returns the new
+    totals. The part before a boundary t is floor(count * (t - s) / (e - s)).
+    """
+    duration = e - s
+    for b in range(b_from, b_to + 1):
+        boundary = (b + 1) * bin_ms
+        if boundary > e:
+            boundary = e
+        cum_b = _share(nbytes, boundary - s, duration)
+        cum_p = _share(npkts, boundary - s, duration)
+        cube[b - bin0, o, d, METRIC_BYTES] += cum_b - done_b
+        cube[b - bin0, o, d, METRIC_PACKETS] += cum_p - done_p
+        done_b = cum_b
+        done_p = cum_p
+    return done_b, done_p
+
+
+@inline_kernel
 def _spread_one(cube, o, d, nbytes, npkts, s, e, bin_ms, bin0):
     """Add one flow over [s, e) to the cube, pro rata of time (see ``spread``)."""
     b_first = s // bin_ms
     b_last = e // bin_ms
     cube[b_first - bin0, o, d, METRIC_FLOWS] += 1
-    duration = e - s
-    if b_first == b_last or duration <= 0:
+    if b_first == b_last or e - s <= 0:
         cube[b_first - bin0, o, d, METRIC_BYTES] += nbytes
         cube[b_first - bin0, o, d, METRIC_PACKETS] += npkts
         return
-    done_bytes = 0
-    done_pkts = 0
-    for b in range(b_first, b_last + 1):
-        boundary = (b + 1) * bin_ms
-        if boundary > e:
-            boundary = e
-        elapsed = boundary - s
-        cum_bytes = _share(nbytes, elapsed, duration)
-        cum_pkts = _share(npkts, elapsed, duration)
-        cube[b - bin0, o, d, METRIC_BYTES] += cum_bytes - done_bytes
-        cube[b - bin0, o, d, METRIC_PACKETS] += cum_pkts - done_pkts
-        done_bytes = cum_bytes
-        done_pkts = cum_pkts
+    _spread_segment(cube, o, d, nbytes, npkts, s, e, bin_ms, bin0, b_first, b_last, 0, 0)
 
 
 @kernel
@@ -231,6 +296,34 @@ def _apply_uplinks(o, dr, n_members, e, ingress, egress, up_ifs, up_count):
     return o, dr
 
 
+@inline_kernel
+def _classify_in_epoch(
+    i,
+    ep,
+    n_members,
+    ip_version,
+    src4,
+    dst4,
+    src6,
+    dst6,
+    rules,
+    slot,
+    ingress,
+    egress,
+    vlan,
+    e,
+    up_ifs,
+    up_count,
+):
+    s, d = _ends(
+        i, ep, ip_version[i], src4, dst4, src6, dst6, rules, slot, ingress[i], egress[i], vlan[i]
+    )
+    o, dr = _owner_and_direction(s, d, n_members)
+    if up_count[e] > 0:
+        o, dr = _apply_uplinks(o, dr, n_members, e, ingress[i], egress[i], up_ifs, up_count)
+    return o, dr
+
+
 @kernel
 def attribute(
     ip_version,
@@ -238,14 +331,14 @@ def attribute(
     dst4,
     src6,
     dst6,
-    v4root,
-    v4chunks,
-    v6root,
-    v6chunks,
+    rules,
+    epoch_bins,
     n_members,
     exporter_index,
+    slots,
     ingress,
     egress,
+    vlan,
     up_ifs,
     up_count,
     octets,
@@ -257,14 +350,72 @@ def attribute(
     bin0,
     cube,
 ):
-    """Classify and spread the flows ``index`` into the cube: the fused production path."""
+    """Classify and spread the flows ``index`` into the cube: the fused production path.
+
+    A flow whose bins lie in several epochs (a rule changed while it lasted) is classified
+    again for each epoch and each part goes to that epoch's owner; the flow itself is
+    counted in its start bin.
+    """
     for k in range(index.shape[0]):
         i = index[k]
-        version = ip_version[i]
-        s = _lookup_any(version, src4, src6, i, v4root, v4chunks, v6root, v6chunks)
-        d = _lookup_any(version, dst4, dst6, i, v4root, v4chunks, v6root, v6chunks)
-        o, dr = _owner_and_direction(s, d, n_members)
         e = exporter_index[i]
-        if up_count[e] > 0:
-            o, dr = _apply_uplinks(o, dr, n_members, e, ingress[i], egress[i], up_ifs, up_count)
-        _spread_one(cube, o, dr, octets[i], packets[i], start_ms[i], end_ms[i], bin_ms, bin0)
+        slot = slots[e]
+        s = start_ms[i]
+        t = end_ms[i]
+        b_first = s // bin_ms
+        b_last = t // bin_ms
+        single = epoch_bins.shape[0] == 1
+        ep = 0 if single else _epoch_of(epoch_bins, b_first)
+        o, dr = _classify_in_epoch(
+            i,
+            ep,
+            n_members,
+            ip_version,
+            src4,
+            dst4,
+            src6,
+            dst6,
+            rules,
+            slot,
+            ingress,
+            egress,
+            vlan,
+            e,
+            up_ifs,
+            up_count,
+        )
+        if single or ep == _epoch_of(epoch_bins, b_last):
+            _spread_one(cube, o, dr, octets[i], packets[i], s, t, bin_ms, bin0)
+            continue
+        cube[b_first - bin0, o, dr, METRIC_FLOWS] += 1
+        done_b = 0
+        done_p = 0
+        b = b_first
+        while b <= b_last:
+            seg_end = b_last
+            if ep + 1 < epoch_bins.shape[0] and epoch_bins[ep + 1] - 1 < seg_end:
+                seg_end = epoch_bins[ep + 1] - 1
+            done_b, done_p = _spread_segment(
+                cube, o, dr, octets[i], packets[i], s, t, bin_ms, bin0, b, seg_end, done_b, done_p
+            )
+            b = seg_end + 1
+            if b <= b_last:
+                ep += 1
+                o, dr = _classify_in_epoch(
+                    i,
+                    ep,
+                    n_members,
+                    ip_version,
+                    src4,
+                    dst4,
+                    src6,
+                    dst6,
+                    rules,
+                    slot,
+                    ingress,
+                    egress,
+                    vlan,
+                    e,
+                    up_ifs,
+                    up_count,
+                )

@@ -20,7 +20,7 @@ import numpy as np
 
 from accounting.attribution import attribute
 from accounting.config import Config
-from accounting.exporters import ExporterPolicy, UplinkTable
+from accounting.exporters import ExporterPolicy
 from accounting.members import MemberTable
 from accounting.usage import UsageRows
 from collector.batch import FlowBatch
@@ -127,7 +127,7 @@ class Pipeline:
                     h.counters[(row.bin_start_ms, label, f"sequence_{name}")] += value
         if len(flows):
             h.flows += len(flows)
-            self._queue.put((flows, self.policy.uplinks(result.exporters), labels, self.table))
+            self._queue.put((flows, result.exporters, labels, self.table))
 
     def _count_datagrams(self, batch: DatagramBatch, counters: Counter) -> None:
         if len(batch) == 0:
@@ -181,15 +181,15 @@ class Pipeline:
                 continue
             if self._error is not None:
                 continue  # drain after a failure; the feeding thread re-raises it
-            flows, uplinks, labels, table = item
+            flows, exporters, labels, table = item
             try:
                 with self.clock("attribute"):
-                    self._attribute(flows, uplinks, labels, table)
+                    self._attribute(flows, exporters, labels, table)
             except BaseException as exc:  # handed to the feeding thread
                 self._error = exc
 
     def _attribute(
-        self, flows: FlowBatch, uplinks: UplinkTable, labels: list[str], table: MemberTable
+        self, flows: FlowBatch, exporters: np.ndarray, labels: list[str], table: MemberTable
     ) -> None:
         h = self._h
         lo = int(flows.flow_start_milliseconds.min())
@@ -197,7 +197,14 @@ class Pipeline:
         h.first_flow_ms = lo if h.first_flow_ms is None else min(h.first_flow_ms, lo)
         h.last_flow_ms = hi if h.last_flow_ms is None else max(h.last_flow_ms, hi)
         self._parts.append(
-            attribute(flows, table, bin_ms=self.bin_ms, notes=self._worker_notes, uplinks=uplinks)
+            attribute(
+                flows,
+                table,
+                bin_ms=self.bin_ms,
+                notes=self._worker_notes,
+                uplinks=self.policy.uplinks(exporters),
+                exporters=exporters,
+            )
         )
         bins = (flows.flow_start_milliseconds // self.bin_ms) * self.bin_ms
         keys, counts = np.unique(

@@ -31,7 +31,7 @@ from typing import Protocol
 import polars as pl
 
 from accounting.config import Config, ConfigError, load_config
-from accounting.members import MemberTable, compile_members
+from accounting.members import MemberTable, compile_members, compile_registry
 from accounting.pipeline import Harvest, Pipeline
 from accounting.store import (
     Checkpoint,
@@ -169,7 +169,7 @@ class CollectorService:
         self.name = name
         self.committer = committer or DirectCommitter(config.storage.database)
         self.metrics = metrics or Metrics()
-        self.table: MemberTable = compile_members(config.members)
+        self.table: MemberTable = compile_registry(config.registry, config.billing.timezone)
         self.decoder = Decoder(bin_ms=config.billing.bin_seconds * 1000)
         self.pipeline = Pipeline(config, self.table, decoder=self.decoder)
         self.journal = Journal(config.collector.state_dir / "journal" / name)
@@ -326,7 +326,7 @@ class CollectorService:
             log.warning("reload: listen addresses changed; they take effect at the next restart")
         self.flush(wait_seconds=5)
         self.config = new
-        self.table = compile_members(new.members)
+        self.table = compile_registry(new.registry, new.billing.timezone)
         self.pipeline.set_table(self.table)
         self.pipeline.set_policy(new)
         log.info(

@@ -30,12 +30,12 @@ def kernel_benchmark(corpus: Corpus, repeat: int) -> Stat:
     """Flows/s of attribute() over the decoded batches of the corpus (decoding not timed)."""
     from accounting.attribution import attribute
     from accounting.config import load_config
-    from accounting.members import compile_members
+    from accounting.members import compile_registry
     from collector.decode import Decoder
     from collector.pcap import read_datagrams
 
     config = load_config(corpus.config)
-    table = compile_members(config.members)
+    table = compile_registry(config.registry, config.billing.timezone)
     decoder = Decoder()
     batches = [decoder.decode(b).flows for b in read_datagrams(corpus.capture)]
     total = sum(len(b) for b in batches)

@@ -106,12 +106,12 @@ def ingest(
                 f"{exporter!r} is not an IP address", param_hint="--exporter"
             ) from None
     from accounting.ingest import ingest_file
-    from accounting.members import compile_members
+    from accounting.members import compile_registry
     from accounting.store import Store
     from reports.summary import format_ingest_summary
 
     config = _load(config_path)
-    table = compile_members(config.members)
+    table = compile_registry(config.registry, config.billing.timezone)
     with Store.open(config.storage.database) as store:
         for path in files:
             if _interactive() and not quiet:
