@@ -17,12 +17,11 @@ the same columns and the same validation, errors naming the line.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import datetime as dt
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +56,11 @@ class Validity:
         lo = max(self.valid_from or dt.date.min, other.valid_from or dt.date.min)
         hi = min(self.valid_to or dt.date.max, other.valid_to or dt.date.max)
         return lo <= hi
+
+    def intersect(self, other: Validity) -> Validity:
+        starts = [d for d in (self.valid_from, other.valid_from) if d is not None]
+        ends = [d for d in (self.valid_to, other.valid_to) if d is not None]
+        return Validity(max(starts) if starts else None, min(ends) if ends else None)
 
     def within(self, outer: Validity) -> bool:
         return (self.valid_from or dt.date.min) >= (outer.valid_from or dt.date.min) and (
@@ -246,11 +250,14 @@ def _member(v: Validator, entry: Any, where: str) -> MemberConfig | None:
         ("vlans", vlan_rules),
     ):
         for j, r in enumerate(rules):
-            if not r.validity.within(validity):
+            dated = r.validity.valid_from is not None or r.validity.valid_to is not None
+            if dated and not r.validity.within(validity):
                 v.add(
                     f"{where}.{kind_name}[{j}]",
                     f"valid {r.validity}, outside the member's own validity ({validity})",
                 )
+            # A rule is in force only while its member is: its validity is the intersection.
+            rules[j] = replace(r, validity=r.validity.intersect(validity))
     if not ok:
         return None
     return MemberConfig(
@@ -352,8 +359,10 @@ def _port_rule(v: Validator, item: Any, key: str, field_name: str, limit: int, c
 
 
 def _csv_members(v: Validator, raw_path: Any, config_path: Path) -> list[tuple[MemberConfig, str]]:
-    """Members from a CSV file (a spreadsheet export): one line per member, CSV_COLUMNS;
-    prefixes separated by spaces or semicolons. Errors name 'file:line'."""
+    """Members from a CSV file (a spreadsheet export): one line per member, CSV_COLUMNS,
+    separated by ',', ';' or tabs (guessed from the header); prefixes separated by spaces
+    or semicolons, and may spill into the cells after the last column. Errors name
+    'file:line'."""
     if not isinstance(raw_path, str) or not raw_path.strip():
         v.add("registry.csv", "must be a path string")
         return []
@@ -365,10 +374,10 @@ def _csv_members(v: Validator, raw_path: Any, config_path: Path) -> list[tuple[M
     except OSError as exc:
         v.add("registry.csv", f"{path}: cannot be read: {exc.strerror or exc}")
         return []
-    dialect: type[csv.Dialect] | csv.Dialect = csv.excel
-    with contextlib.suppress(csv.Error):
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
-    reader = csv.DictReader(text.splitlines(), dialect=dialect)
+    first = text.split("\n", 1)[0]
+    # Spreadsheets in French locales write ';' (the comma is the decimal mark).
+    delimiter = max(",;\t", key=first.count)
+    reader = csv.DictReader(text.splitlines(), delimiter=delimiter, restkey="__more__")
     header = [h.strip() for h in reader.fieldnames or []]
     unknown = [h for h in header if h not in CSV_COLUMNS]
     if unknown:
@@ -383,13 +392,17 @@ def _csv_members(v: Validator, raw_path: Any, config_path: Path) -> list[tuple[M
         return []
     out = []
     for line_no, row in enumerate(reader, start=2):
+        more = row.pop("__more__", None) or []  # prefixes spilling into further cells
         row = {(k or "").strip(): (val or "").strip() for k, val in row.items()}
+        row["prefixes"] = " ".join([row.get("prefixes", ""), *more])
         if not any(row.values()):
             continue
         entry: dict[str, Any] = {"id": row.get("id"), "name": row.get("name")}
-        for key in ("type", "contact", "valid_from", "valid_to", "flat_monthly_eur"):
+        for key in ("type", "contact", "valid_from", "valid_to"):
             if row.get(key):
                 entry[key] = row[key]
+        if row.get("flat_monthly_eur"):  # '80,00' (French) or '80.00'
+            entry["flat_monthly_eur"] = row["flat_monthly_eur"].replace(" ", "").replace(",", ".")
         for key, conv in (("population", int), ("subscribed_mbps", float)):
             if row.get(key):
                 try:
