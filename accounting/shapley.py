@@ -40,8 +40,9 @@ is a pure function of (seed, k), so the result does not depend on the thread cou
 order adds members one by one to a running per-bin sum and re-selects the 95th after each
 add; bins are stored sorted by the full coalition's sum, descending, so that a bin whose full
 sum is below the current 95th (it can never reach it again: sums only grow) drops out of the
-scan; with the ``max`` rule, a direction whose grand-coalition 95th is already exceeded by
-the other stops being updated. Each pair gives one sample per member (the mean of its two
+scan. With the ``max`` rule, a direction only needs its exact 95th when it could exceed the
+coalition's billed value P so far, so its bins drop out below max(its 95th, P), and it
+stops being updated once P reaches its grand-coalition 95th. Each pair gives one sample per member (the mean of its two
 marginals; the marginals of one order add up to v(N), so the estimates do too); the 95%
 interval is estimate +- 1.96 standard errors, and the run stops at the first batch where
 the widest interval, relative to the member's estimate (or to the mean share v(N)/N when
@@ -199,12 +200,13 @@ def _kth_largest(a, n, k):
 
 @kernel
 def _add_and_select(s, row, length, sign, lo, hi, m, cand):
-    """s[:length] += sign * row[:length]; return the m-th largest of s[:length].
+    """s[:length] += sign * row[:length]; return the m-th largest of s[:length], or -1
+    when fewer than m bins end >= lo (the percentile is then below lo).
 
-    The caller guarantees that at least m bins end >= lo and fewer than m end > hi, so only
-    the bins in [lo, hi] are candidates for the selection. Two passes: the add with the
-    counts (vectorised), then the collection of the candidates, which stops at the last
-    one (bins sorted by the grand coalition's sum put almost all of them near the front).
+    The caller guarantees that fewer than m bins end > hi, so only the bins in [lo, hi]
+    are candidates for the selection. Two passes: the add with the counts (vectorised),
+    then the collection of the candidates, which stops at the last one (bins sorted by the
+    grand coalition's sum put almost all of them near the front).
     """
     window = 0
     above = 0
@@ -220,6 +222,8 @@ def _add_and_select(s, row, length, sign, lo, hi, m, cand):
             s[t] = v
             window += (v >= lo) & (v <= hi)
             above += v > hi
+    if window + above < m:
+        return -1
     c = 0
     t = 0
     while c < window:  # branch-free compaction
@@ -286,28 +290,35 @@ def _mc_pairs(X, agg_sorted, peaks, full, m, quantum, base, knots, slopes, unit,
             length[:] = B
             alive[:] = True
             prev = 0.0
+            best = np.int64(0)  # the billed value P of the coalition so far
             for k in range(M):
                 i = perm[k] if direction == 0 else perm[M - 1 - k]
-                best = np.int64(0)
+                new_best = best
                 for d in range(D):
                     peak = peaks[d, i]
                     if alive[d] and peak > 0:
-                        p[d] = _add_and_select(
-                            s[d], X[d, i], length[d], 1, p[d], p[d] + peak, m, cand
-                        )
-                        # a bin whose grand-coalition sum is below the 95th never reaches it
-                        n_active = length[d]
-                        while n_active > m and agg_sorted[d, n_active - 1] < p[d]:
-                            n_active -= 1
-                        length[d] = n_active
-                    if p[d] > best:
-                        best = p[d]
-                if D > 1:
-                    # a direction whose grand-coalition 95th is already reached cannot
-                    # raise the maximum any more
-                    for d in range(D):
-                        if full[d] <= best:
-                            alive[d] = False
+                        # only a value above the current P matters: below it, the
+                        # direction's own 95th need not be known exactly (-1 -> 0)
+                        lo = p[d] if p[d] > best else best
+                        q = _add_and_select(s[d], X[d, i], length[d], 1, lo, lo + peak, m, cand)
+                        p[d] = q if q > 0 else 0
+                    if p[d] > new_best:
+                        new_best = p[d]
+                best = new_best
+                for d in range(D):
+                    if not alive[d]:
+                        continue
+                    if full[d] <= best:
+                        # the grand coalition's 95th in d is reached: d cannot raise P
+                        alive[d] = False
+                        continue
+                    # a bin whose grand-coalition sum is below both the direction's 95th
+                    # and P can neither hold the 95th nor make it exceed P any more
+                    threshold = p[d] if p[d] > best else best
+                    n_active = length[d]
+                    while n_active > m and agg_sorted[d, n_active - 1] < threshold:
+                        n_active -= 1
+                    length[d] = n_active
                 val = _tariff(np.float64(best) * quantum, base, knots, slopes, unit)
                 out[j, i] += 0.5 * (val - prev)
                 prev = val
