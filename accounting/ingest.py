@@ -19,6 +19,7 @@ import numpy as np
 from accounting.config import Config
 from accounting.members import MemberTable, compile_registry
 from accounting.pipeline import Harvest, Pipeline, StageClock
+from accounting.registry_history import record_registry
 from accounting.store import SourceRecord, Store, counters_frame, usage_frame
 from collector.ipfixfile import is_ipfix_file, read_ipfix_file
 from collector.pcap import CaptureStats, read_datagrams
@@ -71,6 +72,7 @@ def ingest_file(
     """
     path = Path(path)
     started = time.perf_counter()
+    record_registry(store, config.registry, config.billing.timezone)
     table = table or compile_registry(config.registry, config.billing.timezone)
     summary = IngestSummary(str(path), size_bytes=path.stat().st_size)
     hasher = hashlib.sha256()

@@ -33,6 +33,7 @@ import polars as pl
 from accounting.config import Config, ConfigError, load_config
 from accounting.members import MemberTable, compile_members, compile_registry
 from accounting.pipeline import Harvest, Pipeline
+from accounting.registry_history import PastChangeRefused, record_registry
 from accounting.store import (
     Checkpoint,
     SourceRecord,
@@ -192,6 +193,7 @@ class CollectorService:
         """
         with Store.open(self.config.storage.database, wait_seconds=30) as store:
             checkpoint = store.load_checkpoint(self.name)
+            record_registry(store, self.config.registry, self.config.billing.timezone)
         first = 1
         if checkpoint is not None:
             self.decoder.restore(json.loads(checkpoint.decoder_state))
@@ -319,6 +321,13 @@ class CollectorService:
         try:
             new = load_config(self.config.path)
         except ConfigError as exc:
+            log.error("reload refused, keeping the running configuration: %s", exc)
+            self.metrics.inc("egress_reload_failures_total")
+            return False
+        try:
+            with Store.open(new.storage.database, wait_seconds=10) as store:
+                record_registry(store, new.registry, new.billing.timezone)
+        except (PastChangeRefused, StoreError) as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)
             self.metrics.inc("egress_reload_failures_total")
             return False

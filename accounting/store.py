@@ -16,6 +16,8 @@ Tables (see docs/architecture.md for the full description):
   capture file (``egress ingest``) or one flush of the live collector (``egress collect``).
 - ``exporter_counters``: per exporter and bin: datagrams, flows, export sequence numbers
   received / lost / duplicated / reordered (the completeness of each router's data).
+- ``registry_versions``: every member registry accepted, with when and why (see
+  accounting/registry_history.py).
 - ``exporters_seen``: when each exporter's datagrams were first and last received.
 - ``collector_state``: per collector worker, the first journal segment not yet committed
   and the decoder state (templates, sampling rates) as of that point, committed in the
@@ -97,6 +99,19 @@ MIGRATIONS: list[tuple[str, str]] = [
             journal_segment BIGINT NOT NULL,
             decoder_state   VARCHAR NOT NULL,
             committed_at    TIMESTAMPTZ NOT NULL
+        );
+        """,
+    ),
+    (
+        "member registry versions",
+        """
+        CREATE SEQUENCE registry_version_seq START 1;
+        CREATE TABLE registry_versions (
+            version_id      INTEGER PRIMARY KEY DEFAULT nextval('registry_version_seq'),
+            recorded_at     TIMESTAMPTZ NOT NULL,
+            registry_sha256 VARCHAR NOT NULL,
+            registry_json   VARCHAR NOT NULL,
+            note            VARCHAR NOT NULL
         );
         """,
     ),

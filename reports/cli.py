@@ -183,47 +183,6 @@ def report(config_path: Path | None, month: str, fmt: str, output: Path | None) 
         click.echo(text, nl=False)
 
 
-@main.group(context_settings=CONTEXT)
-def members() -> None:
-    """Inspect and validate the member registry.
-
-    \b
-    Examples:
-      egress members check -c egress.toml
-      egress members list
-    """
-
-
-@members.command("check", context_settings=CONTEXT)
-@config_option
-@friendly_errors
-def members_check(config_path: Path | None) -> None:
-    """Validate the configuration; list every problem with its key and reason.
-
-    \b
-    Example:
-      egress members check -c /etc/egress/egress.toml
-    """
-    config = _load(config_path)
-    n_prefixes = sum(len(m.prefixes) for m in config.members)
-    click.echo(f"{config.path}: OK, {len(config.members)} members, {n_prefixes} prefixes")
-
-
-@members.command("list", context_settings=CONTEXT)
-@config_option
-@friendly_errors
-def members_list(config_path: Path | None) -> None:
-    """List the members and their prefixes.
-
-    \b
-    Example:
-      egress members list -c egress.toml
-    """
-    config = _load(config_path)
-    for m in config.members:
-        click.echo(f"{m.id}\t{m.name}\t{' '.join(str(p) for p in m.prefixes)}")
-
-
 @main.command(context_settings=CONTEXT)
 @config_option
 @click.option(
@@ -414,6 +373,14 @@ def demo(directory: Path, n_members: int, flows: int) -> None:
         click.echo("")
         click.echo(render_table(build_report(config, store, "2026-11")), nl=False)
 
+
+def _register_groups() -> None:
+    from reports.cli_members import members
+
+    main.add_command(members)
+
+
+_register_groups()
 
 if __name__ == "__main__":  # pragma: no cover
     main()
