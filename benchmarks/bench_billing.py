@@ -2,8 +2,11 @@
 
     python benchmarks/bench_billing.py [--runs 5] [--mc-runs 3] [--directions max,in] [--quick]
 
-Prints, for each step, the median wall time over the runs (and min/max), and the peak
-resident memory of the step (Linux: VmHWM after resetting it through /proc/self/clear_refs).
+Prints, for each step, the median wall time over the runs (and min/max), the median CPU
+time of the process (all threads: on an idle 2-core machine a parallel step's wall time
+approaches CPU / 2, on a shared one it does not), the peak resident memory of the step
+(Linux: VmHWM after resetting it through /proc/self/clear_refs) and the 1-minute load
+average at the end of the step (this process counts for up to 2 of it).
 Targets (issue 6): every rule but Shapley under 1 s; Shapley Monte Carlo to the default
 stopping rule (widest 95% interval within 0.5% of the share) under 60 s; exact Shapley for
 20 members under 60 s. JIT compilation is excluded (warm-up runs first; numba caches the
@@ -97,22 +100,29 @@ def rss_mib() -> float:
     return float("nan")
 
 
+CPU = []  # CPU seconds (all threads) of the runs of the last timed() call
+
+
 def timed(fn, runs):
     times, result, peak = [], None, 0.0
+    CPU.clear()
     for _ in range(runs):
         with Peak() as p:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             result = fn()
             times.append(time.perf_counter() - start)
+            CPU.append(time.process_time() - cpu)
         peak = max(peak, p.mib)
     return times, result, peak
 
 
 def show(label, times, peak, extra=""):
     med = statistics.median(times)
+    cpu = statistics.median(CPU) if CPU else float("nan")
     print(
         f"{label:<44} median {med:8.3f} s  (min {min(times):.3f}, max {max(times):.3f}, "
-        f"n={len(times)})  peak RSS {peak:5.0f} MiB  load {os.getloadavg()[0]:.1f}{extra}",
+        f"n={len(times)})  CPU {cpu:7.3f} s  peak RSS {peak:5.0f} MiB  "
+        f"load {os.getloadavg()[0]:.1f}{extra}",
         flush=True,
     )
     return med
