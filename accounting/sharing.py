@@ -47,7 +47,7 @@ depend on the order of the members.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
@@ -90,13 +90,13 @@ class Semantics:
             raise ValueError("bin_seconds must be > 0")
 
     def describe(self) -> list[str]:
-        rule = {
-            "max": "max(P95 in, P95 out)",
-            "sum": "P95 of in + out per bin",
-            "in": "P95 of inbound traffic",
-            "out": "P95 of outbound traffic",
-        }[self.direction]
         p = self.percentile
+        rule = {
+            "max": f"max(P{p} in, P{p} out)",
+            "sum": f"P{p} of in + out per bin",
+            "in": f"P{p} of inbound traffic",
+            "out": f"P{p} of outbound traffic",
+        }[self.direction]
         return [
             f"bins of {self.bin_seconds} s aligned on UTC; rate = bytes * 8 / {self.bin_seconds} s",
             f"{p}th percentile by nearest rank: r = ceil({p} n / 100) of the n bins, ascending",
@@ -108,7 +108,16 @@ class Semantics:
 
 @dataclass(frozen=True, slots=True)
 class SharingPolicy:
-    """Which rule shares the usage part, which ones are shown beside it, and their settings."""
+    """Which rule shares the usage part, which ones are shown beside it, and their settings.
+
+    The ``[sharing]`` table, every key optional: ``rule`` (default ``volume``, the
+    foundation's behaviour), ``compare`` (rules computed side by side, default all four; the
+    chosen rule is always computed), ``band_bins`` (p95-bin smoothing half-width, 0),
+    ``game`` (Shapley tariff: ``linear``, ``contract`` or ``overage``, see
+    ``ContractModel.game_tariff``), ``seed`` (20100901), ``tolerance`` (0.005: the widest 95%
+    interval as a fraction of the share), ``max_pairs`` (100,000 antithetic pairs at most),
+    ``exact_max_members`` (20: exact Shapley up to that many members with traffic).
+    """
 
     rule: str = "volume"
     compare: tuple[str, ...] = RULES
@@ -363,7 +372,6 @@ class Allocation:
     notes: tuple[str, ...] = ()
     band: tuple[int, ...] = ()  # p95-bin: the column(s) of the bins used
     shapley: ShapleyResult | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def by_id(self) -> dict[str, int]:
         return dict(zip(self.member_ids, self.cents, strict=True))
