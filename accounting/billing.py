@@ -19,6 +19,21 @@
 
 Every amount is integer cents; each split sums exactly to its amount (largest remainder,
 ties by member id), so the members' totals sum exactly to invoice + fee.
+
+Typical use (the report)::
+
+    contract, problems = ContractModel.from_mapping(raw["contract"])       # [contract]
+    policy, problems = SharingPolicy.from_mapping(raw.get("sharing"))      # [sharing]
+    terms = {m["id"]: MemberTerms.from_mapping(m["id"], m, where)[0] ...}  # [[members]]
+    usage = prepare_usage(ids, per_bin_in, per_bin_out,
+                          Semantics(percentile, direction, missing, bin_seconds),
+                          bin_numbers=covered_bins, bins_in_month=month.bin_count,
+                          other_in=unattributed_in, other_out=unattributed_out)
+    bill = bill_month(usage, contract, terms, policy,
+                      actual_invoice_cents=operator_figure_or_None, month=month.label)
+    bill.summary(); bill.members; bill.alternatives; bill.notes; bill.reproducibility()
+
+Only the ``shapley`` rule imports numba (lazily); the rest is numpy and fractions.
 """
 
 from __future__ import annotations
