@@ -39,6 +39,7 @@ from benchmarks.peers import (
     RECEIVERS,
     Context,
     egress_command,
+    load_average,
     report_totals,
     udp_sockets,
     wait_queue_empty,
@@ -196,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     flows = args.flows or (20_000 if quick else 300_000)
     conversations = 300 if quick else 3_000
     began = time.monotonic()
+    load = load_average()
     from benchmarks.captures import exporter_available, exporter_replay
 
     replays: list[Replay] = []
@@ -263,8 +265,10 @@ the capture file; the others get its datagrams over loopback from the sender at
 127.0.0.N address. nfdump: `nfdump -A srcip4/N,dstip4/N` and `srcip6/M,dstip6/M`
 (N, M = the longest member prefix), masked blocks mapped to members by longest-prefix
 match. nfacctd: `aggregate: src_net, dst_net`, `networks_file` with every member prefix
-(IPv6 included: pmacct 1.7.7's IPv6 networks_file matching is broken, issue #577),
-`nfacctd_renormalize: true`.
+(IPv6 /48s included: pmacct issue #577 reports IPv6 networks_file matching broken in
+1.7.7; the IPv6 flows of the v9/IPFIX replays below show whether it bit here),
+`nfacctd_renormalize: true`, no pro-rating (totals do not depend on bins).
+Load average when the run started: {load}.
 
 Replays:
 {descriptions}

@@ -20,6 +20,7 @@ where it can say them.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -82,6 +83,14 @@ def udp_snmp() -> dict[str, int]:
     except OSError:
         pass
     return out
+
+
+def load_average() -> str:
+    """The 1, 5 and 15-minute load averages (other work on the machine skews timings)."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
 
 
 ERROR_COUNTERS = ("UdpRcvbufErrors", "UdpInErrors", "Udp6RcvbufErrors", "Udp6InErrors")
@@ -151,38 +160,57 @@ def pinned(cmd: list[str], cpu: int | str | None) -> list[str]:
 
 
 class Process:
-    """A child process whose CPU time and peak RSS (its own and its waited children's)
-    are read from wait4() when it ends."""
+    """A child process in its own process group (so everything it starts can be stopped
+    with it), whose CPU time and peak RSS (its own and its waited children's) are read from
+    wait4() when it ends."""
 
     def __init__(self, cmd: list[str], log: Path, cpu: int | str | None, **kwargs) -> None:
         self.log = log
         self._log = log.open("wb")
         self.proc = subprocess.Popen(
-            pinned(cmd, cpu), stdout=self._log, stderr=subprocess.STDOUT, **kwargs
+            pinned(cmd, cpu),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **kwargs,
         )
         self.pid = self.proc.pid
+        self.killed = False
+
+    def _signal_group(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, sig)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> Usage:
-        if self.proc.poll() is None:
+        """Signal the process, wait up to ``timeout`` s, then kill its whole group."""
+        usage = Usage()
+        with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, sig)
         end = time.monotonic() + timeout
         while True:
-            pid, _status, rusage = os.wait4(self.pid, os.WNOHANG)
+            try:
+                pid, _status, rusage = os.wait4(self.pid, os.WNOHANG)
+            except ChildProcessError:  # already reaped
+                break
             if pid == self.pid:
+                usage = Usage(rusage.ru_utime + rusage.ru_stime, rusage.ru_maxrss / 1024)
                 break
             if time.monotonic() > end:
-                os.kill(self.pid, signal.SIGKILL)
-                pid, _status, rusage = os.wait4(self.pid, 0)
+                self.killed = True
+                self._signal_group(signal.SIGKILL)
+                _pid, _status, rusage = os.wait4(self.pid, 0)
+                usage = Usage(rusage.ru_utime + rusage.ru_stime, rusage.ru_maxrss / 1024)
                 break
             time.sleep(0.02)
         self.proc.returncode = 0
+        self._signal_group(signal.SIGKILL)  # whatever it left behind in its group
         self._log.close()
-        return Usage(rusage.ru_utime + rusage.ru_stime, rusage.ru_maxrss / 1024)
+        return usage
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        self._signal_group(signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
         self._log.close()
 
 
@@ -253,10 +281,12 @@ class Receiver:
             tail = self.process.log.read_text(errors="replace")[-2000:]
             raise RuntimeError(f"{self.name}: {exc}\n{tail}") from exc
 
-    def stop(self) -> Result:
-        usage = self.process.stop(self.stop_signal)
+    def stop(self, timeout: float = 30.0) -> Result:
+        usage = self.process.stop(self.stop_signal, timeout)
         result = self.collect()
         result.usage = usage
+        if self.process.killed:
+            result.notes.append(f"did not stop within {timeout:g} s: killed")
         return result
 
     def collect(self) -> Result:
@@ -459,7 +489,7 @@ class Egress(Receiver):
     [[exporters]] address (the sender's loopback addresses)."""
 
     name = "egress"
-    ready_timeout = 60.0  # imports and JIT cache loading
+    ready_timeout = 180.0  # imports and JIT cache loading (workers = 2 took ~80 s here)
 
     def __init__(self, workers: int = 1, flush_seconds: float | None = None) -> None:
         self.workers = workers
