@@ -3,6 +3,17 @@
 python -m benchmarks run            # every benchmark, full size; rewrites RESULTS.md sections
 python -m benchmarks run --quick    # CI smoke: small sizes, exact accuracy still required
 python -m benchmarks v5 [--quick]   # one benchmark
+
+Benchmarks:
+  v5         offline NetFlow v5 path, 1,000 members / 10,000 prefixes (foundation targets)
+  accuracy   per-member totals of egress (ingest and collect), nfcapd+nfdump and nfacctd
+             against the ground truth, on synthetic and softflowd/pmacctd captures
+  live       highest zero-loss datagram rate over loopback (paced C sender on core 0,
+             receiver on core 1): egress collect, nfcapd, nfacctd; needs root for
+             net.core.rmem_max and a private network namespace (else runs as it can)
+  scaling    egress throughput vs prefixes and flows per datagram, report time vs members;
+             plots in benchmarks/plots/ (matplotlib)
+Each takes --quick and --help.
 """
 
 from __future__ import annotations

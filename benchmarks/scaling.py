@@ -209,13 +209,15 @@ def _resplit_v5(datagrams: list[Datagram], k: int) -> list[Datagram]:
     return out
 
 
-def per_datagram_case(protocol: str, k: int, flows: int, seed: int = 4) -> Case:
-    directory = WORK_DIR / f"scaling-fpd-{protocol}-{k}-{flows}-{seed}"
+def per_datagram_case(
+    protocol: str, k: int, flows: int, members: int = 1000, seed: int = 4
+) -> Case:
+    directory = WORK_DIR / f"scaling-fpd-{protocol}-{k}-{flows}-{members}-{seed}"
 
     def build(_d: Path):
-        members = make_members(1000, extra_v4_per_member=8, ipv6=False)
+        member_list = make_members(members, extra_v4_per_member=8, ipv6=False)
         spec = TrafficSpec(seed=seed, flows=flows, duration_ms=6 * 3600 * 1000, exporters=1)
-        synth = generate_flows(members, spec)
+        synth = generate_flows(member_list, spec)
         if protocol == "v5":
             datagrams = _resplit_v5(
                 encode_v5(synth, [V5Exporter(EXPORTER, 1, spec.start_ms - 3_600_000)]), k
@@ -232,9 +234,10 @@ def per_datagram_case(protocol: str, k: int, flows: int, seed: int = 4) -> Case:
         truth = normalise(
             totals_from_arrays(synth.owner, synth.direction, synth.octets.astype(np.int64))
         )
-        return members, flows, datagrams, truth
+        return member_list, flows, datagrams, truth
 
-    return _case(directory, {"p": protocol, "k": k, "flows": flows, "seed": seed, "v": 1}, build)
+    params = {"p": protocol, "k": k, "flows": flows, "members": members, "seed": seed, "v": 1}
+    return _case(directory, params, build)
 
 
 def month_case(members: int, flows: int, seed: int = 6) -> Case:
@@ -423,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     lines_p, lines_f, lines_r = [], [], []
     failed = []
     # Prefixes.
-    sizes = (100, 10_000) if quick else (100, 1_000, 10_000, 100_000)
+    sizes = (100, 1_000) if quick else (100, 1_000, 10_000, 100_000)
     n_flows = 100_000 if quick else 1_000_000
     series_p, rss_p = [], []
     warm = True
@@ -458,9 +461,10 @@ def main(argv: list[str] | None = None) -> int:
     rss_f: dict[str, list] = {}
     cap = 100_000 if quick else 1_000_000
     per_k = 10_000 if quick else 100_000
+    fpd_members = 100 if quick else 1000
     for protocol, values in ks.items():
         for k in values:
-            case = per_datagram_case(protocol, k, min(cap, k * per_k))
+            case = per_datagram_case(protocol, k, min(cap, k * per_k), fpd_members)
             point = ingest_point(case, repeat, warm=False)
             print(
                 f"{protocol} {k}/datagram: {point['rate'].fmt(1e-6, 2, ' M flows/s')}", flush=True
@@ -520,7 +524,7 @@ pays it; not part of the flows/s figure).
 |---:|---:|---|---|---|---:|---|
 {chr(10).join(lines_p)}
 
-### Throughput versus flows per datagram (1,000 members, 10,000 prefixes)
+### Throughput versus flows per datagram ({fpd_members:,} members, {fpd_members * 10:,} prefixes)
 
 | protocol | flows per datagram | flows | flows/s | peak RssAnon | totals |
 |---|---:|---:|---|---|---|
