@@ -462,21 +462,7 @@ def _cross_checks(
                     period = "" if whole else " for an overlapping period"
                     v.add(where_b, f"{_describe(key)} is already claimed by member {ma!r}{period}")
                     break
-    nets = sorted(
-        ((r.network, m.id) for m in members for r in m.prefix_rules),
-        key=lambda item: (item[0].version, item[0].prefixlen),
-    )
-    for i, (outer, owner) in enumerate(nets):
-        for inner, other in nets[i + 1 :]:
-            if (
-                other != owner
-                and inner.version == outer.version
-                and inner.prefixlen > outer.prefixlen
-                and inner.subnet_of(outer)
-            ):
-                warnings.append(
-                    f"overlap: {inner} ({other}) lies inside {outer} ({owner}); the longer prefix wins"
-                )
+    warnings += _nested_prefixes(members)
     if exporters is not None:
         for m, where in located:
             for kind, rules in (("interfaces", m.interface_rules), ("vlans", m.vlan_rules)):
@@ -498,6 +484,32 @@ def _cross_checks(
                 f"gap: member {m.id!r} has no rule valid on {gap} (inside its own validity)"
             )
     return warnings
+
+
+def _nested_prefixes(members: list[MemberConfig]) -> list[str]:
+    """Warnings for prefixes lying inside another member's prefix (allowed: the longer
+    wins). One sweep over the prefixes sorted by start address: the stack holds the
+    prefixes enclosing the current one, innermost on top. O(n log n)."""
+    nets = sorted(
+        {(r.network, m.id) for m in members for r in m.prefix_rules},
+        key=lambda item: (item[0].version, int(item[0].network_address), item[0].prefixlen),
+    )
+    out = []
+    stack: list[tuple[Network, str]] = []
+    for net, owner in nets:
+        while stack and (
+            stack[-1][0].version != net.version
+            or int(stack[-1][0].broadcast_address) < int(net.network_address)
+        ):
+            stack.pop()
+        for outer, outer_owner in reversed(stack):
+            if outer_owner != owner:
+                out.append(
+                    f"overlap: {net} ({owner}) lies inside {outer} ({outer_owner}); the longer prefix wins"
+                )
+                break
+        stack.append((net, owner))
+    return out
 
 
 def _uncovered(m: MemberConfig) -> dt.date | None:
