@@ -49,7 +49,7 @@ def v5_corpus(flows: int, members: int = 1000, extra_prefixes: int = 8, seed: in
         "members": members,
         "extra": extra_prefixes,
         "seed": seed,
-        "version": 2,
+        "version": 3,
     }
     member_list = make_members(members, extra_v4_per_member=extra_prefixes, ipv6=False)
     corpus = Corpus(
