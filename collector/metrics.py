@@ -87,7 +87,9 @@ class MetricsServer:
             server_class = V6Server
         self.server = server_class((host, port), Handler)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, name="egress-metrics", daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, name="egress-metrics", daemon=True
+        )
         self.thread.start()
 
     @property

@@ -55,7 +55,9 @@ def shift_export_time(payload: bytes, shift_ms: int) -> bytes:
     if version == 5 and len(payload) >= 24:
         secs, nsecs = struct.unpack_from("!II", payload, 8)
         total = secs * 1000 + nsecs // 1_000_000 + shift_ms
-        struct.pack_into("!II", data, 8, (total // 1000) % 2**32, (total % 1000) * 1_000_000 + nsecs % 1_000_000)
+        struct.pack_into(
+            "!II", data, 8, (total // 1000) % 2**32, (total % 1000) * 1_000_000 + nsecs % 1_000_000
+        )
     elif version == 9 and len(payload) >= 20:
         secs = struct.unpack_from("!I", payload, 8)[0]
         struct.pack_into("!I", data, 8, (secs + shift_ms // 1000) % 2**32)
