@@ -32,9 +32,9 @@ INT64_MAX = np.iinfo(np.int64).max
 
 
 @inline_kernel
-def lookup_v4(root, chunks, address):
-    """Value of the longest prefix covering a uint32 address, or -1."""
-    v = np.int64(root[address >> 16])
+def lookup_v4(roots, ep, chunks, address):
+    """Value of the longest prefix covering a uint32 address in epoch ``ep``, or -1."""
+    v = np.int64(roots[ep, address >> 16])
     if v < 0:
         v = np.int64(chunks[-v - 1, (address >> 8) & 0xFF])
         if v < 0:
@@ -43,9 +43,9 @@ def lookup_v4(root, chunks, address):
 
 
 @inline_kernel
-def lookup_v6(root, chunks, hi, lo):
-    """Value of the longest prefix covering a (hi, lo) 128-bit address, or -1."""
-    v = np.int64(root[hi >> np.uint64(48)])
+def lookup_v6(roots, ep, chunks, hi, lo):
+    """Value of the longest prefix covering a (hi, lo) 128-bit address in epoch ``ep``, or -1."""
+    v = np.int64(roots[ep, hi >> np.uint64(48)])
     shift = 40
     while v < 0:
         if shift >= 0:
@@ -58,14 +58,14 @@ def lookup_v6(root, chunks, hi, lo):
 
 
 @inline_kernel
-def _lookup_any(version, a4, a6, i, v4root, v4chunks, v6root, v6chunks):
+def _lookup_any(version, a4, a6, i, ep, v4roots, v4chunks, v6roots, v6chunks):
     if version == 4:
-        return lookup_v4(v4root, v4chunks, a4[i])
+        return lookup_v4(v4roots, ep, v4chunks, a4[i])
     hi = a6[i, 0]
     lo = a6[i, 1]
     if hi == 0 and (lo >> np.uint64(32)) == np.uint64(0xFFFF):
-        return lookup_v4(v4root, v4chunks, np.uint32(lo & np.uint64(0xFFFFFFFF)))
-    return lookup_v6(v6root, v6chunks, hi, lo)
+        return lookup_v4(v4roots, ep, v4chunks, np.uint32(lo & np.uint64(0xFFFFFFFF)))
+    return lookup_v6(v6roots, ep, v6chunks, hi, lo)
 
 
 @inline_kernel
@@ -110,9 +110,9 @@ def _ends(i, ep, version, src4, dst4, src6, dst6, rules, slot, ingress, egress, 
         if s < 0 and vlan != 0:
             s = _find(vlan_keys, vlan_rows, base | np.int64(vlan))
     if s < 0:
-        s = _lookup_any(version, src4, src6, i, v4roots[ep], v4chunks, v6roots[ep], v6chunks)
+        s = _lookup_any(version, src4, src6, i, ep, v4roots, v4chunks, v6roots, v6chunks)
     if d < 0:
-        d = _lookup_any(version, dst4, dst6, i, v4roots[ep], v4chunks, v6roots[ep], v6chunks)
+        d = _lookup_any(version, dst4, dst6, i, ep, v4roots, v4chunks, v6roots, v6chunks)
     return s, d
 
 
