@@ -43,6 +43,7 @@ CSV_COLUMNS = (
     "valid_to",
     "prefixes",
 )
+MEMBER_KEYS = {*CSV_COLUMNS, "interfaces", "vlans"}  # a CSV line has no interface/VLAN rules
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,21 +168,7 @@ def _member(v: Validator, entry: Any, where: str) -> MemberConfig | None:
     mid = entry.get("id")
     if isinstance(mid, str):
         where = f"{where} (id {mid!r})"
-    allowed = {
-        "id",
-        "name",
-        "type",
-        "population",
-        "subscribed_mbps",
-        "flat_monthly_eur",
-        "contact",
-        "valid_from",
-        "valid_to",
-        "prefixes",
-        "interfaces",
-        "vlans",
-    }
-    v.unknown_keys(entry, allowed, where)
+    v.unknown_keys(entry, MEMBER_KEYS, where)
     ok = True
     if not isinstance(mid, str) or not MEMBER_ID.match(mid):
         v.add(
