@@ -11,6 +11,7 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -21,8 +22,10 @@ from accounting.collector_config import (
     parse_collector,
     parse_exporters,
 )
+from accounting.contract import ContractModel, MemberTerms, check_terms
 from accounting.registry import MemberConfig, Registry, parse_registry
-from accounting.validation import Validator, euros_to_cents, is_int
+from accounting.sharing import Semantics, SharingPolicy
+from accounting.validation import Validator, is_int
 from collector.errors import EgressError
 
 DEFAULT_CONFIG = "egress.toml"
@@ -54,6 +57,7 @@ class BillingConfig:
     bin_seconds: int = 300
     percentile: int = 95
     direction: str = "max"
+    missing: str = "exclude"  # bins without data: excluded from n, or counted as zero
 
     @property
     def zone(self) -> ZoneInfo:
@@ -61,23 +65,29 @@ class BillingConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class ContractConfig:
-    monthly_cents: int
-
-
-@dataclass(frozen=True, slots=True)
 class Config:
     path: Path
     storage: StorageConfig
     billing: BillingConfig
-    contract: ContractConfig
+    contract: ContractModel
     registry: Registry
     collector: CollectorConfig = field(default_factory=CollectorConfig)
     exporters: tuple[ExporterConfig, ...] = ()
+    sharing: SharingPolicy = field(default_factory=SharingPolicy)
 
     @property
     def members(self) -> tuple[MemberConfig, ...]:
         return self.registry.members
+
+    @property
+    def semantics(self) -> Semantics:
+        """The billing semantics every report states (see accounting/sharing.py)."""
+        b = self.billing
+        return Semantics(b.percentile, b.direction, b.missing, b.bin_seconds)
+
+    def member_terms(self) -> dict[str, MemberTerms]:
+        """What billing needs of each member besides its traffic."""
+        return {m.id: terms_of(m) for m in self.members}
 
 
 def resolve_config_path(option: str | None) -> Path:
@@ -106,7 +116,18 @@ def parse_config(text: str, path: Path | str = DEFAULT_CONFIG) -> Config:
         raise ConfigError(path, [f"not valid TOML: {exc}"]) from None
     v = Validator()
     v.unknown_keys(
-        raw, {"storage", "billing", "contract", "members", "registry", "collector", "exporters"}, ""
+        raw,
+        {
+            "storage",
+            "billing",
+            "contract",
+            "sharing",
+            "members",
+            "registry",
+            "collector",
+            "exporters",
+        },
+        "",
     )
     storage = _storage(v, raw.get("storage", {}), path)
     billing = _billing(v, raw.get("billing", {}))
@@ -116,9 +137,16 @@ def parse_config(text: str, path: Path | str = DEFAULT_CONFIG) -> Config:
     registry = parse_registry(
         v, raw.get("members", []), raw.get("registry"), path, {e.address for e in exporters}
     )
+    sharing, problems = SharingPolicy.from_mapping(raw.get("sharing"))
+    v.problems += problems
+    v.problems += check_terms(
+        contract,
+        {m.id: terms_of(m) for m in registry.members},
+        {m.id: f"members (id {m.id!r})" for m in registry.members},
+    )
     if v.problems:
         raise ConfigError(path, v.problems)
-    return Config(path, storage, billing, contract, registry, collector, exporters)
+    return Config(path, storage, billing, contract, registry, collector, exporters, sharing)
 
 
 def _storage(v: Validator, raw: Any, path: Path) -> StorageConfig:
@@ -136,7 +164,9 @@ def _storage(v: Validator, raw: Any, path: Path) -> StorageConfig:
 
 def _billing(v: Validator, raw: Any) -> BillingConfig:
     raw = v.table(raw, "billing")
-    v.unknown_keys(raw, {"timezone", "bin_seconds", "percentile", "direction"}, "billing")
+    v.unknown_keys(
+        raw, {"timezone", "bin_seconds", "percentile", "direction", "missing"}, "billing"
+    )
     d = BillingConfig()
     tz = raw.get("timezone", d.timezone)
     if not isinstance(tz, str):
@@ -168,16 +198,27 @@ def _billing(v: Validator, raw: Any) -> BillingConfig:
             "billing.direction", f"must be one of {', '.join(DIRECTION_RULES)}, got {direction!r}"
         )
         direction = d.direction
-    return BillingConfig(tz, bin_seconds, percentile, direction)
+    missing = raw.get("missing", d.missing)
+    if missing not in ("exclude", "zero"):
+        v.add("billing.missing", f"must be 'exclude' or 'zero', got {missing!r}")
+        missing = d.missing
+    return BillingConfig(tz, bin_seconds, percentile, direction, missing)
 
 
-def _contract(v: Validator, raw: Any) -> ContractConfig:
+def _contract(v: Validator, raw: Any) -> ContractModel:
     if raw is None:
         v.add("contract", "missing table: give [contract] monthly_eur = <invoice amount>")
-        return ContractConfig(0)
+        return ContractModel()
     raw = v.table(raw, "contract")
-    v.unknown_keys(raw, {"monthly_eur"}, "contract")
     if "monthly_eur" not in raw:
         v.add("contract.monthly_eur", "missing: the operator's monthly invoice in euros")
-        return ContractConfig(0)
-    return ContractConfig(euros_to_cents(v, "contract.monthly_eur", raw["monthly_eur"]))
+        return ContractModel()
+    model, problems = ContractModel.from_mapping(raw)
+    v.problems += problems
+    return model
+
+
+def terms_of(m: MemberConfig) -> MemberTerms:
+    """A registry member's billing attributes, as the sharing code takes them."""
+    subscribed = None if m.subscribed_mbps is None else Fraction(str(m.subscribed_mbps))
+    return MemberTerms(m.id, m.population, subscribed, m.flat_monthly_cents)

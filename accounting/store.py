@@ -16,6 +16,7 @@ Tables (see docs/architecture.md for the full description):
   capture file (``egress ingest``) or one flush of the live collector (``egress collect``).
 - ``exporter_counters``: per exporter and bin: datagrams, flows, export sequence numbers
   received / lost / duplicated / reordered (the completeness of each router's data).
+- ``invoices``: the operator's actual invoice per month, entered with ``egress invoice set``.
 - ``registry_versions``: every member registry accepted, with when and why (see
   accounting/registry_history.py).
 - ``exporters_seen``: when each exporter's datagrams were first and last received.
@@ -112,6 +113,17 @@ MIGRATIONS: list[tuple[str, str]] = [
             registry_sha256 VARCHAR NOT NULL,
             registry_json   VARCHAR NOT NULL,
             note            VARCHAR NOT NULL
+        );
+        """,
+    ),
+    (
+        "operator invoices entered by hand",
+        """
+        CREATE TABLE invoices (
+            month      VARCHAR PRIMARY KEY,
+            cents      BIGINT NOT NULL CHECK (cents >= 0),
+            entered_at TIMESTAMPTZ NOT NULL,
+            note       VARCHAR NOT NULL
         );
         """,
     ),
@@ -373,6 +385,20 @@ class Store:
             "SELECT name, journal_segment, decoder_state FROM collector_state ORDER BY name"
         ).fetchall()
         return [Checkpoint(r[0], int(r[1]), r[2]) for r in rows]
+
+    def invoice_for(self, month: str) -> int | None:
+        """The operator's actual invoice for a month (YYYY-MM), in cents, if entered."""
+        row = self._one("SELECT cents FROM invoices WHERE month = ?", [month])
+        return None if row is None else int(row[0])
+
+    def set_invoice(self, month: str, cents: int, note: str = "") -> int | None:
+        """Enter (or replace) a month's actual invoice; returns the previous figure."""
+        previous = self.invoice_for(month)
+        self.con.execute(
+            "INSERT OR REPLACE INTO invoices VALUES (?, ?, ?, ?)",
+            [month, cents, datetime.now(UTC), note],
+        )
+        return previous
 
     def exporter_counters_between(self, start: datetime, end: datetime) -> pl.DataFrame:
         """Per exporter and counter name, sums over [start, end)."""

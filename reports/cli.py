@@ -375,9 +375,11 @@ def demo(directory: Path, n_members: int, flows: int) -> None:
 
 
 def _register_groups() -> None:
+    from reports.cli_invoice import invoice
     from reports.cli_members import members
 
     main.add_command(members)
+    main.add_command(invoice)
 
 
 _register_groups()

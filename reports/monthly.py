@@ -1,16 +1,15 @@
-"""The monthly report: from stored usage to per-member volumes, 95th percentiles and shares.
+"""The monthly report: stored usage -> per-member volumes, 95th percentiles and the bill.
 
 Pure data (dataclasses); the renderers in reports/render turn it into text, CSV or JSON.
-Semantics (stated in every rendering):
+The semantics (stated in every rendering, see accounting/sharing.py and billing.py):
 - the month is the local calendar month of ``billing.timezone``, tiled by aligned UTC bins;
-- percentiles are nearest-rank over the bins that hold data (bins with no data at all are
-  missing and excluded; their number is shown);
-- a bin's rate is bytes * 8 / bin_seconds;
+- a bin's rate is bytes * 8 / bin_seconds; percentiles are nearest-rank over the bins
+  with data (or every bin of the month with ``missing = "zero"``);
 - the aggregate that the operator bills is members plus unattributed traffic of known
   direction; internal traffic never crosses the uplink and is excluded;
-- shares split the monthly invoice in proportion to each member's bytes in the billed
-  direction (``max``: the direction whose aggregate 95th is higher; ``sum``: in + out),
-  by the largest-remainder method in integer cents.
+- the bill: the invoice (modelled from [contract], or the operator's figure entered with
+  ``egress invoice set``), the syndicate's fee, a fixed part and the usage part split by
+  the chosen rule, every rule side by side, stand-alone costs and flat subscriptions.
 """
 
 from __future__ import annotations
@@ -22,10 +21,11 @@ from fractions import Fraction
 import numpy as np
 import polars as pl
 
-from accounting.allocation import split_volume
+from accounting.billing import Bill, MemberBill, bill_month
 from accounting.bins import BillingMonth, billing_month
 from accounting.config import Config
-from accounting.percentile import percentile_rows, percentile_value
+from accounting.percentile import percentile_rows
+from accounting.sharing import prepare_usage
 from accounting.store import Store
 from collector.errors import EgressError
 
@@ -40,11 +40,15 @@ class MemberLine:
     name: str
     bytes_in: int
     bytes_out: int
-    p95_in_bytes: int  # bytes in the bin holding the percentile
+    p95_in_bytes: int  # bytes in the bin holding the member's own percentile
     p95_out_bytes: int
-    billed_bytes: int  # the volume the share is proportional to
-    share_cents: int
+    bill: MemberBill
     in_configuration: bool = True
+
+    @property
+    def share_cents(self) -> int:
+        """What the member pays for the month: its share of the invoice and of the fee."""
+        return self.bill.total_cents
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,16 +73,11 @@ class ExporterLine:
 @dataclass(frozen=True, slots=True)
 class MonthlyReport:
     month: BillingMonth
-    percentile: int
-    direction_rule: str
-    invoice_cents: int
+    bill: Bill
     bins_with_data: int
     members: list[MemberLine]
     aggregate_in_bytes: int
     aggregate_out_bytes: int
-    aggregate_p95_in_bytes: int
-    aggregate_p95_out_bytes: int
-    billed_direction: str  # 'in', 'out' or 'in+out'
     internal_bytes: int
     unattributed_in: int
     unattributed_out: int
@@ -93,9 +92,41 @@ class MonthlyReport:
     def bin_seconds(self) -> int:
         return self.month.bin_seconds
 
+    @property
+    def percentile(self) -> int:
+        return self.bill.semantics.percentile
+
+    @property
+    def direction_rule(self) -> str:
+        return self.bill.semantics.direction
+
+    @property
+    def invoice_cents(self) -> int:
+        return self.bill.invoice_cents
+
+    @property
+    def aggregate_p95_in_bytes(self) -> int:
+        return self.bill.billed.p95_in
+
+    @property
+    def aggregate_p95_out_bytes(self) -> int:
+        return self.bill.billed.p95_out
+
+    @property
+    def billed_direction(self) -> str:
+        return self.bill.billed.direction
+
     def bps(self, bytes_per_bin: int) -> Fraction:
         """Exact rate in bit/s of a per-bin byte count."""
         return Fraction(bytes_per_bin * 8, self.bin_seconds)
+
+    def bin_time(self, number: int | None) -> datetime | None:
+        """Start (UTC) of the month's bin ``number``."""
+        if number is None:
+            return None
+        from datetime import timedelta
+
+        return self.month.start_utc + timedelta(seconds=number * self.bin_seconds)
 
     @property
     def missing_bins(self) -> int:
@@ -126,17 +157,34 @@ def build_report(config: Config, store: Store, month_text: str) -> MonthlyReport
     covered = np.unique(usage["bin"].to_numpy())
     n_bins = len(covered)
 
-    configured = {m.id: m.name for m in config.members}
+    configured = {m.id: m for m in config.members if _in_month(m, month)}
     members_seen = usage.filter(pl.col("bucket") == "member")["member_id"].unique().to_list()
-    ids = [m.id for m in config.members] + sorted(set(members_seen) - set(configured))
-    row_of = {mid: i for i, mid in enumerate(ids)}
-    id_rows = pl.DataFrame({"member_id": ids, "row": np.arange(len(ids), dtype=np.int64)})
-    per_bin = {d: np.zeros((len(ids), n_bins), np.int64) for d in ("in", "out")}
-    member_rows = usage.filter(pl.col("bucket") == "member").join(id_rows, on="member_id")
-    for direction in ("in", "out"):
-        part = member_rows.filter(pl.col("direction") == direction)
-        cols = np.searchsorted(covered, part["bin"].to_numpy())
-        np.add.at(per_bin[direction], (part["row"].to_numpy(), cols), part["bytes"].to_numpy())
+    ids = list(configured) + sorted(set(members_seen) - set(configured))
+    names = {**recorded_names(store), **{mid: m.name for mid, m in configured.items()}}
+    per_bin = {d: _per_bin(usage, ids, covered, "member", d) for d in ("in", "out")}
+    other = {d: _per_bin(usage, [""], covered, "unattributed", d)[0] for d in ("in", "out")}
+    own_p95 = {d: percentile_rows(per_bin[d], billing.percentile) for d in ("in", "out")}
+
+    prepared = prepare_usage(
+        ids,
+        per_bin["in"],
+        per_bin["out"],
+        config.semantics,
+        bin_numbers=covered,
+        bins_in_month=month.bin_count,
+        other_in=other["in"],
+        other_out=other["out"],
+    )
+    terms = config.member_terms()
+    bill = bill_month(
+        prepared,
+        config.contract,
+        terms,
+        config.sharing,
+        actual_invoice_cents=store.invoice_for(month.label),
+        month=month.label,
+    )
+    bills = {b.id: b for b in bill.members}
 
     def bucket_bytes(bucket: str, direction: str | None = None) -> int:
         sel = usage.filter(pl.col("bucket") == bucket)
@@ -144,54 +192,22 @@ def build_report(config: Config, store: Store, month_text: str) -> MonthlyReport
             sel = sel.filter(pl.col("direction") == direction)
         return int(sel["bytes"].sum() or 0)
 
-    unattributed_bins = {}
-    for direction in ("in", "out"):
-        vec = np.zeros(n_bins, np.int64)
-        part = usage.filter(
-            (pl.col("bucket") == "unattributed") & (pl.col("direction") == direction)
-        )
-        if part.height:
-            np.add.at(
-                vec, np.searchsorted(covered, part["bin"].to_numpy()), part["bytes"].to_numpy()
-            )
-        unattributed_bins[direction] = vec
-    aggregate = {d: per_bin[d].sum(axis=0) + unattributed_bins[d] for d in ("in", "out")}
-    agg_p95 = {d: int(percentile_value(aggregate[d], billing.percentile)) for d in ("in", "out")}
-    own_p95 = {d: percentile_rows(per_bin[d], billing.percentile) for d in ("in", "out")}
-    volume_in = per_bin["in"].sum(axis=1)
-    volume_out = per_bin["out"].sum(axis=1)
-
-    rule = billing.direction
-    if rule == "max":
-        billed_direction = "out" if agg_p95["out"] > agg_p95["in"] else "in"
-    elif rule == "sum":
-        billed_direction = "in+out"
-    else:
-        billed_direction = rule
-    billed_volume = {
-        "in": volume_in,
-        "out": volume_out,
-        "in+out": volume_in + volume_out,
-    }[billed_direction]
-    shares, fallback = split_volume(
-        config.contract.monthly_cents, {mid: int(billed_volume[row_of[mid]]) for mid in ids}
-    )
-    notes = [fallback] if fallback else []
+    notes = list(bill.notes)
     unknown = [mid for mid in ids if mid not in configured]
     if unknown:
         notes.append(
-            "members with stored usage but absent from the configuration: " + ", ".join(unknown)
+            "members with stored usage but not in the configuration for this month: "
+            + ", ".join(unknown)
         )
     lines = [
         MemberLine(
             id=mid,
-            name=configured.get(mid, "(not in configuration)"),
-            bytes_in=int(volume_in[i]),
-            bytes_out=int(volume_out[i]),
+            name=names.get(mid, "(unknown member)"),
+            bytes_in=int(per_bin["in"][i].sum()),
+            bytes_out=int(per_bin["out"][i].sum()),
             p95_in_bytes=int(own_p95["in"][i]),
             p95_out_bytes=int(own_p95["out"][i]),
-            billed_bytes=int(billed_volume[i]),
-            share_cents=shares[mid],
+            bill=bills[mid],
             in_configuration=mid in configured,
         )
         for i, mid in enumerate(ids)
@@ -202,16 +218,11 @@ def build_report(config: Config, store: Store, month_text: str) -> MonthlyReport
     exporters, kernel_drops = _exporter_lines(store, month)
     return MonthlyReport(
         month=month,
-        percentile=billing.percentile,
-        direction_rule=rule,
-        invoice_cents=config.contract.monthly_cents,
+        bill=bill,
         bins_with_data=n_bins,
         members=lines,
-        aggregate_in_bytes=int(aggregate["in"].sum()),
-        aggregate_out_bytes=int(aggregate["out"].sum()),
-        aggregate_p95_in_bytes=agg_p95["in"],
-        aggregate_p95_out_bytes=agg_p95["out"],
-        billed_direction=billed_direction,
+        aggregate_in_bytes=int(per_bin["in"].sum() + other["in"].sum()),
+        aggregate_out_bytes=int(per_bin["out"].sum() + other["out"].sum()),
         internal_bytes=bucket_bytes("internal"),
         unattributed_in=bucket_bytes("unattributed", "in"),
         unattributed_out=bucket_bytes("unattributed", "out"),
@@ -222,6 +233,46 @@ def build_report(config: Config, store: Store, month_text: str) -> MonthlyReport
         counters=counters,
         notes=notes,
     )
+
+
+def _in_month(member, month: BillingMonth) -> bool:
+    """Whether a member's validity overlaps the month (local dates)."""
+    first = month.start_local.date()
+    last = (month.end_local - month.end_local.resolution).date()
+    v = member.validity
+    return (v.valid_from is None or v.valid_from <= last) and (
+        v.valid_to is None or v.valid_to >= first
+    )
+
+
+def _per_bin(
+    usage: pl.DataFrame, ids: list[str], covered: np.ndarray, bucket: str, direction: str
+) -> np.ndarray:
+    """Bytes per (id, covered bin) of one bucket and direction."""
+    out = np.zeros((len(ids), len(covered)), np.int64)
+    part = usage.filter((pl.col("bucket") == bucket) & (pl.col("direction") == direction))
+    if part.height == 0:
+        return out
+    rows = pl.DataFrame({"member_id": ids, "row": np.arange(len(ids), dtype=np.int64)})
+    part = part.join(rows, on="member_id")
+    cols = np.searchsorted(covered, part["bin"].to_numpy())
+    np.add.at(out, (part["row"].to_numpy(), cols), part["bytes"].to_numpy())
+    return out
+
+
+def recorded_names(store: Store) -> dict[str, str]:
+    """Member names from every recorded registry version (the latest name wins), so a
+    past month's report names members that have since left the configuration."""
+    import json
+
+    names: dict[str, str] = {}
+    rows = store.con.execute(
+        "SELECT registry_json FROM registry_versions ORDER BY version_id"
+    ).fetchall()
+    for (text,) in rows:
+        for m in json.loads(text)["members"]:
+            names[m["id"]] = m["name"]
+    return names
 
 
 def _exporter_lines(store: Store, month: BillingMonth) -> tuple[list[ExporterLine], int]:

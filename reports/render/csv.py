@@ -15,16 +15,22 @@ COLUMNS = (
     "bytes_out",
     "p95_in_bps",
     "p95_out_bps",
-    "billed_bytes",
+    "invoice_cents",
+    "fee_cents",
     "share_cents",
+    "standalone_cents",
+    "flat_cents",
+    "balance_cents",
 )
 
 
 def render_csv(report: MonthlyReport) -> str:
+    rules = list(report.bill.alternatives)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS)
+    writer.writerow([*COLUMNS, *(f"{rule}_cents" for rule in rules)])
     for m in report.members:
+        b = m.bill
         writer.writerow(
             [
                 report.month.label,
@@ -34,8 +40,13 @@ def render_csv(report: MonthlyReport) -> str:
                 m.bytes_out,
                 f"{float(report.bps(m.p95_in_bytes)):.3f}",
                 f"{float(report.bps(m.p95_out_bytes)):.3f}",
-                m.billed_bytes,
+                b.invoice_cents,
+                b.fee_cents,
                 m.share_cents,
+                b.standalone_cents,
+                "" if b.flat_cents is None else b.flat_cents,
+                "" if b.balance_cents is None else b.balance_cents,
+                *(b.alternatives.get(rule, "") for rule in rules),
             ]
         )
     return out.getvalue()

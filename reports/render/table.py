@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from reports.monthly import MonthlyReport, format_datetime
 
+RULE_LABELS = {"volume": "volume", "p95-own": "own P95", "p95-bin": "P95 bin", "shapley": "Shapley"}
+
 
 def human_bytes(n: int) -> str:
     value = float(n)
@@ -21,34 +23,49 @@ def human_rate(bps: float) -> str:
     return f"{bps:.0f} b/s"
 
 
-def euros(cents: int) -> str:
-    return f"{cents // 100:,}.{cents % 100:02d} EUR".replace(",", " ")
+def euros(cents: int | None) -> str:
+    if cents is None:
+        return "-"
+    sign = "-" if cents < 0 else ""
+    cents = abs(cents)
+    return f"{sign}{cents // 100:,}.{cents % 100:02d}".replace(",", " ")
+
+
+def _table(
+    header: tuple, rows: list[tuple], right: set[int], total: tuple | None = None
+) -> list[str]:
+    widths = [
+        max(len(str(r[i])) for r in [header, *rows, *([total] if total else [])])
+        for i in range(len(header))
+    ]
+
+    def fmt(row) -> str:
+        return "  ".join(
+            str(c).rjust(w) if i in right else str(c).ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    out = [fmt(header), rule, *(fmt(r) for r in rows)]
+    if total:
+        out += [rule, fmt(total)]
+    return out
 
 
 def render_table(report: MonthlyReport) -> str:
     m = report.month
+    bill = report.bill
+    p = report.percentile
     lines = [
-        f"egress report {m.label} ({m.timezone}): "
-        f"{format_datetime(m.start_local)} .. {format_datetime(m.end_local)}",
-        f"  UTC {format_datetime(m.start_utc)} .. {format_datetime(m.end_utc)}; "
-        f"{m.bin_count} bins of {m.bin_seconds} s, {report.bins_with_data} with data, "
-        f"{report.missing_bins} missing (excluded)",
-        f"  P{report.percentile} nearest rank; direction rule {report.direction_rule} -> billed "
-        f"{report.billed_direction}; aggregate P{report.percentile} in "
-        f"{human_rate(float(report.bps(report.aggregate_p95_in_bytes)))}, out "
-        f"{human_rate(float(report.bps(report.aggregate_p95_out_bytes)))}",
-        f"  invoice {euros(report.invoice_cents)} shared by volume in the billed direction",
-        "",
+        f"egress report {m.label} ({m.timezone}): {format_datetime(m.start_local)} .. {format_datetime(m.end_local)}",
+        f"  UTC {format_datetime(m.start_utc)} .. {format_datetime(m.end_utc)}",
+        *(f"  {line}" for line in bill.summary()),
     ]
-    header = (
-        "member",
-        "name",
-        "in",
-        "out",
-        f"P{report.percentile} in",
-        f"P{report.percentile} out",
-        "share",
-    )
+    billed_bin = report.bin_time(bill.billed_bins["billed"])
+    if billed_bin is not None:
+        lines.append(f"  the billed {p}th is set by the bin starting {format_datetime(billed_bin)}")
+    lines.append("")
+    header = ("member", "name", "in", "out", f"P{p} in", f"P{p} out", "pays EUR")
     rows = [
         (
             x.id,
@@ -62,7 +79,7 @@ def render_table(report: MonthlyReport) -> str:
         for x in report.members
     ]
     rows.append(
-        ("internal", "both ends in members", human_bytes(report.internal_bytes), "", "", "", "")
+        ("internal", "both ends inside the GFU", human_bytes(report.internal_bytes), "", "", "", "")
     )
     rows.append(
         (
@@ -87,31 +104,36 @@ def render_table(report: MonthlyReport) -> str:
                 "",
             )
         )
-    rows.append(
-        (
-            "total",
-            "",
-            human_bytes(sum(x.bytes_in for x in report.members)),
-            human_bytes(sum(x.bytes_out for x in report.members)),
-            "",
-            "",
-            euros(sum(x.share_cents for x in report.members)),
-        )
+    total = (
+        "total",
+        "",
+        human_bytes(sum(x.bytes_in for x in report.members)),
+        human_bytes(sum(x.bytes_out for x in report.members)),
+        "",
+        "",
+        euros(sum(x.share_cents for x in report.members)),
     )
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    right = {2, 3, 4, 5, 6}
+    lines += _table(header, rows, {2, 3, 4, 5, 6}, total)
 
-    def fmt(row) -> str:
-        return "  ".join(
-            str(c).rjust(w) if i in right else str(c).ljust(w)
-            for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        ).rstrip()
-
-    lines.append(fmt(header))
-    lines.append("  ".join("-" * w for w in widths))
-    lines.extend(fmt(r) for r in rows[:-1])
-    lines.append("  ".join("-" * w for w in widths))
-    lines.append(fmt(rows[-1]))
+    rules = list(bill.alternatives)
+    lines.append("")
+    lines.append(
+        f"shares of the invoice ({euros(bill.invoice_cents)} EUR) by rule, stand-alone cost, "
+        f"flat subscription (chosen rule: {bill.policy.rule}; * = above its stand-alone cost)"
+    )
+    header2 = ("member", *(RULE_LABELS.get(r, r) for r in rules), "alone", "fee", "flat", "balance")
+    rows2 = [
+        (
+            x.id,
+            *(euros(x.bill.alternatives.get(r)) for r in rules),
+            euros(x.bill.standalone_cents) + ("*" if x.bill.exceeds_standalone else ""),
+            euros(x.bill.fee_cents),
+            euros(x.bill.flat_cents),
+            euros(x.bill.balance_cents),
+        )
+        for x in report.members
+    ]
+    lines += _table(header2, rows2, set(range(1, len(header2))))
     lines.append("")
     lines.append(
         f"completeness: {report.bins_with_data} of {m.bin_count} bins hold data; "
@@ -128,4 +150,10 @@ def render_table(report: MonthlyReport) -> str:
         lines.append("  dropped: " + ", ".join(f"{k} {v}" for k, v in sorted(dropped.items())))
     for note in report.notes:
         lines.append(f"note: {note}")
+    for rule, allocation in bill.alternatives.items():
+        for note in allocation.notes:
+            lines.append(f"note ({rule}): {note}")
+        if allocation.shapley is not None:
+            lines.append(f"note ({rule}): {allocation.shapley.describe()}")
+    lines.append(f"reproducibility: {bill.reproducibility()}")
     return "\n".join(lines) + "\n"
