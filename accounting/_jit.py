@@ -1,20 +1,13 @@
-"""All numba options in one place, so every kernel compiles the same way.
-
-``cache=True`` writes compiled machine code next to the module (or under
-``NUMBA_CACHE_DIR``) so a CLI run does not pay the JIT cost each time.
-"""
+"""numba options for the accounting kernels: the project's options (collector/_jit.py, the
+one place they are defined) plus the parallel variant the billing kernels use."""
 
 from __future__ import annotations
 
 import numba
 
-JIT_OPTIONS = {"nogil": True, "cache": True, "fastmath": False}
+from collector._jit import JIT_OPTIONS, inline_kernel, kernel
 
-
-def kernel(func):
-    """Compile ``func`` with the project's numba options."""
-    return numba.njit(**JIT_OPTIONS)(func)
-
+__all__ = ["JIT_OPTIONS", "PARALLEL_OPTIONS", "inline_kernel", "kernel", "parallel_kernel"]
 
 PARALLEL_OPTIONS = {**JIT_OPTIONS, "parallel": True}
 

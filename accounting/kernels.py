@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from collector._jit import inline_kernel, kernel
+from accounting._jit import inline_kernel, kernel
 
 DIR_IN = 0
 DIR_OUT = 1
