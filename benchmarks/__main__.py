@@ -18,6 +18,7 @@ Each takes --quick and --help.
 
 from __future__ import annotations
 
+import signal
 import sys
 
 from benchmarks import accuracy, bench_v5, live, scaling
@@ -30,7 +31,13 @@ SUITES = {
 }
 
 
+def _exit_on_sigterm(signum: int, _frame) -> None:
+    # Unwind (finally blocks stop the receivers and restore net.core.rmem_max).
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0 if argv else 2

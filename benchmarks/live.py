@@ -38,6 +38,7 @@ import math
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -385,9 +386,19 @@ def _reexec_in_netns(argv: list[str]) -> int | None:
         env = {**os.environ, "EGRESS_BENCH_NETNS": "1", "EGRESS_BENCH_RMEM_WAS": old}
         cmd = [sys.executable, "-m", "benchmarks", "live", *argv]
         script = 'ip link set lo up && exec "$@"'
-        return subprocess.run(
-            ["unshare", "--net", "--", "sh", "-c", script, "sh", *cmd], env=env, check=False
-        ).returncode
+        child = subprocess.Popen(
+            ["unshare", "--net", "--", "sh", "-c", script, "sh", *cmd], env=env
+        )
+        try:
+            return child.wait()
+        except BaseException:  # SIGTERM or Ctrl-C: let the child stop its receivers
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+            raise
     finally:
         RMEM_MAX.write_text(old)
 
