@@ -33,8 +33,7 @@ SLAB_BYTES = 8 * 1024 * 1024
 # longer one is truncated by the kernel, counted (listener.truncated) and dropped.
 SLOT_BYTES = 16_384
 RECVMMSG_VLEN = 1024
-MAX_BATCH_DATAGRAMS = 2048
-SLAB_RING = 8
+MAX_BATCH_DATAGRAMS = 4096
 MAX_DATAGRAM = 65_535
 SO_REUSEPORT = getattr(socket, "SO_REUSEPORT", 15)
 SO_RCVBUFFORCE = 33
@@ -87,7 +86,6 @@ class UdpListener:
         )
         self.truncated = 0  # datagrams longer than SLOT_BYTES (recvmmsg path), dropped
         self._slabs: list[np.ndarray] = []
-        self._slab_turn = 0
 
     @staticmethod
     def _open(ep: Endpoint, rcvbuf: int, reuse_port: bool) -> socket.socket:
@@ -171,15 +169,11 @@ class UdpListener:
         )
 
     def _next_slab(self) -> np.ndarray:
-        """The next slab of a ring of SLAB_RING: re-using slabs spares a page fault per
-        datagram (fresh memory must be mapped and zeroed page by page). A batch's buffer
-        is therefore overwritten SLAB_RING receives later: consumers must be done with it
-        by then (the collector's pipeline holds at most 5 batches)."""
-        if len(self._slabs) < SLAB_RING:
+        """The receive slab, allocated once and reused (fresh memory would cost a page
+        fault per datagram); batches never point into it (see _receive_many)."""
+        if not self._slabs:
             self._slabs.append(np.empty(MAX_BATCH_DATAGRAMS * SLOT_BYTES, dtype=np.uint8))
-        slab = self._slabs[self._slab_turn % SLAB_RING]
-        self._slab_turn += 1
-        return slab
+        return self._slabs[0]
 
     def _receive_many(self, timeout: float, max_datagrams: int) -> DatagramBatch:
         """recvmmsg path: fixed slots, many datagrams per system call."""
@@ -216,17 +210,36 @@ class UdpListener:
         if not filled:
             return _empty()
         length = np.concatenate(lengths)
+        sources_all = np.concatenate(sources)
+        ports_all = np.concatenate(ports).astype(np.uint16)
         keep = length > 0
-        offsets = np.arange(filled, dtype=np.int64) * SLOT_BYTES
-        batch = DatagramBatch(
-            slab,
+        if not keep.all():
+            slots = np.flatnonzero(keep)
+            length, sources_all, ports_all = length[keep], sources_all[keep], ports_all[keep]
+        else:
+            slots = None
+        # Pack the payloads back to back: the slab is reused at once, and the journal and
+        # the decoders get one contiguous buffer.
+        from collector._slabkernel import pack_slots
+
+        packed = np.empty(int(length.sum()), dtype=np.uint8)
+        if slots is None:
+            offsets = pack_slots(slab, SLOT_BYTES, length, packed)
+        else:
+            offsets = pack_slots(
+                slab[: filled * SLOT_BYTES].reshape(filled, SLOT_BYTES)[slots].reshape(-1),
+                SLOT_BYTES,
+                length,
+                packed,
+            )
+        return DatagramBatch(
+            packed,
             offsets,
             length,
-            np.concatenate(sources),
-            np.concatenate(ports).astype(np.uint16),
-            np.full(filled, now, dtype=np.int64),
+            sources_all,
+            ports_all,
+            np.full(len(length), now, dtype=np.int64),
         )
-        return batch if keep.all() else batch.select(keep)
 
     def kernel_drops(self) -> int:
         """Datagrams the kernel dropped for our sockets since they opened (receive buffer full)."""
