@@ -13,6 +13,9 @@ Benchmarks:
              net.core.rmem_max and a private network namespace (else runs as it can)
   scaling    egress throughput vs prefixes and flows per datagram, report time vs members;
              plots in benchmarks/plots/ (matplotlib)
+  registry   load and compile 10,000 members (IPv4 + IPv6 prefixes), attribution with them
+  decode     NetFlow v9 / IPFIX decode + attribute + bin, vs the PyPI netflow package
+  billing    allocation rules and Shapley on 1,000 members x 8,928 bins
 Each takes --quick and --help.
 """
 
@@ -21,13 +24,35 @@ from __future__ import annotations
 import signal
 import sys
 
-from benchmarks import accuracy, bench_v5, live, scaling
+from benchmarks import accuracy, bench_registry, bench_v5, live, scaling
+
+
+def _decode(argv: list[str]) -> int:
+    from benchmarks import bench_decode_v9_ipfix
+
+    return bench_decode_v9_ipfix.main(argv) or 0
+
+
+def _billing(argv: list[str]) -> int:
+    from benchmarks import bench_billing
+
+    saved = sys.argv
+    sys.argv = ["python -m benchmarks billing", *argv]
+    try:
+        bench_billing.main()
+    finally:
+        sys.argv = saved
+    return 0
+
 
 SUITES = {
     "v5": bench_v5.main,
     "accuracy": accuracy.main,
     "live": live.main,
     "scaling": scaling.main,
+    "registry": bench_registry.main,
+    "decode": _decode,
+    "billing": _billing,
 }
 
 
