@@ -135,15 +135,20 @@ def ingest(
 
 @main.command(context_settings=CONTEXT)
 @config_option
-@click.option("--month", "-m", required=True, help="Local calendar month, YYYY-MM.")
+@click.option(
+    "--month",
+    "-m",
+    required=True,
+    help="Local calendar month, YYYY-MM, or 'current' for the month so far with a projection.",
+)
 @click.option(
     "--format",
     "-f",
     "fmt",
-    type=click.Choice(["table", "csv", "json"]),
+    type=click.Choice(["table", "csv", "json", "html", "parquet"]),
     default="table",
     show_default=True,
-    help="Output format.",
+    help="Output format (html: one self-contained page with charts; parquet needs -o).",
 )
 @click.option(
     "--output",
@@ -151,36 +156,31 @@ def ingest(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write to a file instead of stdout.",
 )
+@click.option(
+    "--as-of",
+    help="With --month current: the moment to report at, an ISO time (default: now).",
+)
 @friendly_errors
-def report(config_path: Path | None, month: str, fmt: str, output: Path | None) -> None:
+def report(
+    config_path: Path | None, month: str, fmt: str, output: Path | None, as_of: str | None
+) -> None:
     """Print a month's per-member usage, 95th percentiles and invoice shares.
+
+    --month current reports the month so far and projects its bill: the billed 95th over
+    the bins elapsed so far, and each member's share of the invoice modelled at that rate,
+    labelled as a projection in every format.
 
     \b
     Examples:
       egress report --month 2026-11
       egress report --month 2026-11 --format json -o 2026-11.json
       egress report --month 2026-11 --format csv > 2026-11.csv
+      egress report --month 2026-11 --format html -o 2026-11.html
+      egress report --month current
     """
-    from accounting.bins import parse_month
+    from reports.cli_reports import run_report
 
-    parse_month(month)  # a bad --month is reported before anything is opened
-    config = _load(config_path)
-    from accounting.store import Store
-    from reports.monthly import build_report
-
-    with Store.open(config.storage.database, read_only=True, wait_seconds=15) as store:
-        result = build_report(config, store, month)
-    if fmt == "json":
-        from reports.render.json import render_json as render
-    elif fmt == "csv":
-        from reports.render.csv import render_csv as render
-    else:
-        from reports.render.table import render_table as render
-    text = render(result)
-    if output:
-        output.write_text(text, encoding="utf-8")
-    else:
-        click.echo(text, nl=False)
+    run_report(config_path, month, fmt, output, as_of)
 
 
 @main.command(context_settings=CONTEXT)
@@ -377,9 +377,12 @@ def demo(directory: Path, n_members: int, flows: int) -> None:
 def _register_groups() -> None:
     from reports.cli_invoice import invoice
     from reports.cli_members import members
+    from reports.cli_reports import export, statements
 
     main.add_command(members)
     main.add_command(invoice)
+    main.add_command(statements)
+    main.add_command(export)
 
 
 _register_groups()

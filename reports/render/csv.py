@@ -24,11 +24,13 @@ COLUMNS = (
 )
 
 
-def render_csv(report: MonthlyReport) -> str:
+def render_csv(report: MonthlyReport, extra: dict[str, str] | None = None) -> str:
+    """``extra``: more columns, the same value on every line (e.g. ``projected_as_of``)."""
     rules = list(report.bill.alternatives)
+    extra = extra or {}
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([*COLUMNS, *(f"{rule}_cents" for rule in rules)])
+    writer.writerow([*COLUMNS, *(f"{rule}_cents" for rule in rules), *extra])
     for m in report.members:
         b = m.bill
         writer.writerow(
@@ -47,6 +49,7 @@ def render_csv(report: MonthlyReport) -> str:
                 "" if b.flat_cents is None else b.flat_cents,
                 "" if b.balance_cents is None else b.balance_cents,
                 *(b.alternatives.get(rule, "") for rule in rules),
+                *extra.values(),
             ]
         )
     return out.getvalue()
