@@ -43,7 +43,7 @@ STYLE = {
     "axes.grid": True,
     "grid.color": "#dddddd",
     "grid.linewidth": 0.5,
-    "pdf.fonttype": 3,
+    "pdf.fonttype": 42,
     "path.simplify": True,
 }
 UNITS = (("Gb/s", 1e9), ("Mb/s", 1e6), ("kb/s", 1e3), ("b/s", 1.0))

@@ -40,7 +40,8 @@ th, td { border-bottom: 1px solid var(--line); padding: 0.2em 0.45em; text-align
          vertical-align: middle; }
 th { background: #f4f4f4; position: sticky; top: 0; }
 td.text, th.text { text-align: left; }
-td.name { max-width: 18em; overflow-wrap: anywhere; }
+td { white-space: nowrap; }
+td.name { max-width: 18em; overflow-wrap: anywhere; white-space: normal; }
 td.chosen, th.chosen { background: var(--chosen); }
 tfoot td { font-weight: bold; border-top: 2px solid #999; }
 .over { color: #b00; }

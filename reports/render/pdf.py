@@ -125,18 +125,18 @@ def statement_pdf(s: Statement, report: MonthlyReport, series: MonthSeries) -> b
                 page.row(label, value)
 
         page.section(t["chart"])
-        chart_height = 2.7
-        top = page.y + 0.05
+        axes_top = page.y + 0.12
+        axes_height = 2.1
         ax = fig.add_axes(
             (
                 (MARGIN + 0.45) / A4[0],
-                1 - (top + chart_height) / A4[1],
+                1 - (axes_top + axes_height) / A4[1],
                 (A4[0] - 2 * MARGIN - 0.55) / A4[0],
-                (chart_height - 0.55) / A4[1],
+                axes_height / A4[1],
             )
         )
         draw_member(ax, report, series, s.member_id, s.lang)
-        page.y = top + chart_height + 0.15
+        page.y = axes_top + axes_height + 0.5
 
         page.section(t["completeness"])
         page.paragraph(" ".join(s.completeness), 9)
