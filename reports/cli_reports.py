@@ -145,6 +145,13 @@ def _vat(value: str) -> Fraction:
     multiple=True,
     help="Only this member (repeat for several); default every member of the month.",
 )
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes drawing the statements [default: the CPUs, at most 8].",
+)
 @friendly_errors
 def statements(
     config_path: Path | None,
@@ -153,6 +160,7 @@ def statements(
     lang: str,
     vat: str,
     member_ids: tuple[str, ...],
+    jobs: int | None,
 ) -> None:
     """Write each member's monthly statement, as PDF and as HTML, in French or English.
 
@@ -175,10 +183,9 @@ def statements(
     config = _load(config_path)
     from accounting.store import Store
     from reports.progress import Spinner, progress_bar
-    from reports.render.charts import member_svg
-    from reports.render.pdf import statement_pdf
-    from reports.render.statement import build_statements, format_eur, render_statement_html
+    from reports.render.statement import build_statements, format_eur
     from reports.series import load_month
+    from reports.statement_files import default_jobs, write_statements
 
     with Spinner("reading usage") as spinner:
 
@@ -197,15 +204,10 @@ def statements(
                 f"not a member of {month}: {', '.join(unknown)}", param_hint="--member"
             )
         chosen = [s for s in all_statements if s.member_id in member_ids]
-    directory.mkdir(parents=True, exist_ok=True)
     with progress_bar(len(chosen), "statements") as bar:
-        for s in chosen:
-            chart = member_svg(report, series, s.member_id, lang)
-            (directory / f"{s.file_stem}.html").write_text(
-                render_statement_html(s, chart), encoding="utf-8"
-            )
-            (directory / f"{s.file_stem}.pdf").write_bytes(statement_pdf(s, report, series))
-            bar.update(1)
+        write_statements(
+            report, series, chosen, directory, jobs=jobs or default_jobs(), advance=bar.update
+        )
     summary = directory / f"{report.month.label}-statements.csv"
     _write_summary(summary, chosen)
     ht = sum(s.ht_cents for s in chosen)

@@ -14,6 +14,7 @@ import time
 from typing import TextIO
 
 FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+ASCII_FRAMES = "|/-\\"
 
 
 def interactive(stream: TextIO | None = None) -> bool:
@@ -43,13 +44,18 @@ class Spinner:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._width = 0
+        self._frames, self._dots = FRAMES, "…"
+        try:
+            (FRAMES + "…").encode(getattr(self.stream, "encoding", None) or "ascii")
+        except (UnicodeEncodeError, LookupError):
+            self._frames, self._dots = ASCII_FRAMES, "..."
 
     def set(self, label: str) -> None:
         self.label = label
 
     def _draw(self, frame: str) -> None:
         seconds = time.monotonic() - self.started
-        text = f"{frame} {self.label}… {seconds:.0f} s"
+        text = f"{frame} {self.label}{self._dots} {seconds:.0f} s"
         pad = max(0, self._width - len(text))
         self._width = len(text)
         self.stream.write("\r" + text + " " * pad)
@@ -58,7 +64,7 @@ class Spinner:
     def _run(self) -> None:
         k = 0
         while not self._stop.wait(self.interval):
-            self._draw(FRAMES[k % len(FRAMES)])
+            self._draw(self._frames[k % len(self._frames)])
             k += 1
 
     def __enter__(self) -> Spinner:

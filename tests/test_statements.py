@@ -72,12 +72,21 @@ def report_json(base) -> dict:
 @pytest.fixture(scope="module")
 def french(base, tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("statements-fr")
-    result = run("statements", "-c", base.config, "-m", MONTH, "-o", directory)
+    result = run("statements", "-c", base.config, "-m", MONTH, "-o", directory, "-j", "2")
     assert result.exit_code == 0, result.output
     # Piped (not a terminal): no progress bar, no spinner, only the closing lines.
     assert "\r" not in result.output and "statements  [" not in result.output
     assert len(result.output.splitlines()) == 2
     return directory
+
+
+def test_files_do_not_depend_on_the_number_of_processes(base, french, tmp_path):
+    result = run("statements", "-c", base.config, "-m", MONTH, "-o", tmp_path, "-j", "1")
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in french.iterdir())
+    assert names == sorted(p.name for p in tmp_path.iterdir())
+    for name in names:
+        assert (french / name).read_bytes() == (tmp_path / name).read_bytes(), name
 
 
 def test_french_formatting():
@@ -254,4 +263,4 @@ def test_spinner_only_on_a_terminal():
 
         time.sleep(0.05)
     text = shown.getvalue()
-    assert "working… 0 s" in text and text.endswith("\r")
+    assert "working" in text and " 0 s\r" in text and text.endswith("\r")
