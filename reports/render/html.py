@@ -41,7 +41,7 @@ th, td { border-bottom: 1px solid var(--line); padding: 0.2em 0.45em; text-align
 th { background: #f4f4f4; position: sticky; top: 0; }
 td.text, th.text { text-align: left; }
 td { white-space: nowrap; }
-td.name { max-width: 18em; overflow-wrap: anywhere; white-space: normal; }
+td.name { min-width: 10em; max-width: 18em; overflow-wrap: anywhere; white-space: normal; }
 td.chosen, th.chosen { background: var(--chosen); }
 tfoot td { font-weight: bold; border-top: 2px solid #999; }
 .over { color: #b00; }
@@ -197,13 +197,14 @@ def _allocation_table(report: MonthlyReport, series: MonthSeries) -> str:
     head = (
         "<thead><tr>"
         '<th class="text">member</th><th class="text">name</th>'
+        '<th class="text">usage over the month</th>'
         "<th>in</th><th>out</th>"
         f"<th>own P{p} in</th><th>own P{p} out</th>"
         f"<th title='its traffic in the bin that sets the billed {p}th'>at the peak</th>"
-        f"{rule_heads}<th>fee</th><th>pays EUR</th>"
+        "<th>pays EUR</th>"
+        f"{rule_heads}<th>fee</th>"
         "<th title='what it would pay alone under the contract'>alone</th>"
         "<th>flat</th><th>balance</th>"
-        '<th class="text">usage over the month</th>'
         "</tr></thead>"
     )
     rows = []
@@ -217,16 +218,20 @@ def _allocation_table(report: MonthlyReport, series: MonthSeries) -> str:
             series.dense(series.inbound[row], bins),
             series.dense(series.outbound[row], bins),
             billed_bin,
+            width=120,
         )
         cells = [
             f'<td class="text"><code>{e(x.id)}</code></td>',
             f'<td class="text name">{e(x.name)}</td>',
+            f'<td class="text">{spark}</td>',
             f'<td data-value="{x.bytes_in}">{e(human_bytes(x.bytes_in))}</td>',
             f'<td data-value="{x.bytes_out}">{e(human_bytes(x.bytes_out))}</td>',
             f"<td>{e(human_rate(float(report.bps(x.p95_in_bytes))))}</td>",
             f"<td>{e(human_rate(float(report.bps(x.p95_out_bytes))))}</td>",
             f'<td data-value="{peak_bytes}">'
             f"{e(human_rate(float(report.bps(peak_bytes))))}{e(share)}</td>",
+            f'<td class="pays" data-value="{x.share_cents}"><strong>'
+            f"{e(euros(x.share_cents))}</strong></td>",
             *(
                 f'<td class="{"chosen" if r == bill.policy.rule else ""}" '
                 f'data-rule="{e(r)}" data-value="{b.alternatives.get(r, "")}">'
@@ -234,8 +239,6 @@ def _allocation_table(report: MonthlyReport, series: MonthSeries) -> str:
                 for r in rules
             ),
             f'<td data-value="{b.fee_cents}">{e(euros(b.fee_cents))}</td>',
-            f'<td class="pays" data-value="{x.share_cents}"><strong>'
-            f"{e(euros(x.share_cents))}</strong></td>",
             f'<td data-value="{b.standalone_cents}"'
             f' class="{"over" if b.exceeds_standalone else "within"}">'
             f"{e(euros(b.standalone_cents))}</td>",
@@ -243,7 +246,6 @@ def _allocation_table(report: MonthlyReport, series: MonthSeries) -> str:
             f"{e(euros(b.flat_cents))}</td>",
             f'<td data-value="{"" if b.balance_cents is None else b.balance_cents}">'
             f"{e(euros(b.balance_cents))}</td>",
-            f'<td class="text">{spark}</td>',
         ]
         rows.append(f'<tr data-member="{e(x.id)}">' + "".join(cells) + "</tr>")
     members = report.members
@@ -256,20 +258,20 @@ def _allocation_table(report: MonthlyReport, series: MonthSeries) -> str:
     foot = (
         '<tfoot><tr id="totals">'
         '<td class="text">total</td>'
-        f'<td class="text">{len(members)} members</td>'
+        f'<td class="text">{len(members)} members</td><td></td>'
         f'<td data-total="bytes_in" data-value="{total_in}">{e(human_bytes(total_in))}</td>'
         f'<td data-total="bytes_out" data-value="{total_out}">{e(human_bytes(total_out))}</td>'
         "<td></td><td></td>"
         f'<td data-total="at_peak" data-value="{total_peak}">'
         f"{e(human_rate(float(report.bps(total_peak))))}</td>"
+        f'<td data-total="share" data-value="{pays_total}">{e(euros(pays_total))}</td>'
         + "".join(
             f'<td class="{"chosen" if r == bill.policy.rule else ""}" data-total="rule:{e(r)}" '
             f'data-value="{rule_totals[r]}">{e(euros(rule_totals[r]))}</td>'
             for r in rules
         )
         + f'<td data-total="fee" data-value="{fee_total}">{e(euros(fee_total))}</td>'
-        f'<td data-total="share" data-value="{pays_total}">{e(euros(pays_total))}</td>'
-        "<td></td><td></td><td></td><td></td></tr></tfoot>"
+        "<td></td><td></td><td></td></tr></tfoot>"
     )
     intro = (
         f"<h2>Allocation</h2><p class='muted'>Each rule shares the same usage part of the "
