@@ -310,9 +310,12 @@ def draw_peak(
     k = int(np.searchsorted(numbers, billed_bin))
     ax.bar([k], [bottom[k]], width=0.95, fill=False, edgecolor=P95_COLOR, linewidth=1.4, zorder=3)
     line = ax.axhline(
-        billed_bps / scale, color=P95_COLOR, linestyle="--", linewidth=1, label=texts["billed"]
+        billed_bps / scale,
+        color=P95_COLOR,
+        linestyle="--",
+        linewidth=1,
+        label=texts["billed"].format(p=p),
     )
-    line.set_label(texts["billed"].format(p=p))
     from zoneinfo import ZoneInfo
 
     zone = ZoneInfo(series.month.timezone)
