@@ -157,11 +157,11 @@ def with_member(extra: str) -> str:
         ),
         (
             "[contract]\nmonthly_eur = -1",
-            "contract.monthly_eur: must be a finite amount >= 0, got -1",
+            "contract.monthly_eur: must be a finite number >= 0, got -1",
         ),
         (
             '[contract]\nmonthly_eur = "4000"',
-            "contract.monthly_eur: must be a number of euros, got '4000'",
+            "contract.monthly_eur: must be a number, got '4000'",
         ),
         ("[contract\nmonthly_eur = 1", "not valid TOML"),
         (
