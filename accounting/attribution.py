@@ -46,6 +46,7 @@ def classify_flows(
     if n:
         src6, dst6 = _ipv6_columns(flows)
         kernels.classify(
+            _v4only(flows),
             flows.ip_version,
             flows.source_ipv4_address,
             flows.destination_ipv4_address,
@@ -90,6 +91,11 @@ def _slots(table: MemberTable, flows: FlowBatch, exporters: np.ndarray | None) -
         if len(slots) >= width
         else np.concatenate([slots, np.full(width - len(slots), -1, np.int64)])
     )
+
+
+def _v4only(flows: FlowBatch) -> bool:
+    """No IPv6 row in the batch (lets the kernels take their IPv4-only path)."""
+    return not flows.has_ipv6 or bool((flows.ip_version == 4).all())
 
 
 def _vlan(flows: FlowBatch) -> np.ndarray:
@@ -266,6 +272,9 @@ def attribute(
     slots = _slots(table, flows, exporters)
     vlan = _vlan(flows)
     epoch_bins = table.epoch_start_ms // bin_ms
+    v4only = _v4only(flows)
+    # The common case takes a kernel without epoch and interface/VLAN logic.
+    simple = table.epochs == 1 and not (slots >= 0).any()
     if p.last_ms // bin_ms - p.first_ms // bin_ms + 1 <= MAX_CUBE_CELLS // (n_rows * 9):
         groups = [np.arange(n)]
     else:
@@ -275,31 +284,56 @@ def attribute(
         lo = int(p.start_ms[idx].min()) // bin_ms
         hi = int(p.end_ms[idx].max()) // bin_ms
         cube = np.zeros((hi - lo + 1, n_rows, 3, 3), dtype=np.int64)
-        kernels.attribute(
-            flows.ip_version,
-            flows.source_ipv4_address,
-            flows.destination_ipv4_address,
-            src6,
-            dst6,
-            rules,
-            epoch_bins,
-            np.int64(table.size),
-            flows.exporter_index,
-            slots,
-            flows.ingress_interface,
-            flows.egress_interface,
-            vlan,
-            uplinks.interfaces,
-            uplinks.count,
-            p.octets,
-            p.packets,
-            p.start_ms,
-            p.end_ms,
-            idx.astype(np.int64),
-            np.int64(bin_ms),
-            np.int64(lo),
-            cube,
-        )
+        if simple and len(groups) == 1:
+            kernels.attribute_simple(
+                v4only,
+                flows.ip_version,
+                flows.source_ipv4_address,
+                flows.destination_ipv4_address,
+                src6,
+                dst6,
+                rules,
+                np.int64(table.size),
+                flows.exporter_index,
+                flows.ingress_interface,
+                flows.egress_interface,
+                uplinks.interfaces,
+                uplinks.count,
+                p.octets,
+                p.packets,
+                p.start_ms,
+                p.end_ms,
+                np.int64(bin_ms),
+                np.int64(lo),
+                cube,
+            )
+        else:
+            kernels.attribute(
+                v4only,
+                flows.ip_version,
+                flows.source_ipv4_address,
+                flows.destination_ipv4_address,
+                src6,
+                dst6,
+                rules,
+                epoch_bins,
+                np.int64(table.size),
+                flows.exporter_index,
+                slots,
+                flows.ingress_interface,
+                flows.egress_interface,
+                vlan,
+                uplinks.interfaces,
+                uplinks.count,
+                p.octets,
+                p.packets,
+                p.start_ms,
+                p.end_ms,
+                idx.astype(np.int64),
+                np.int64(bin_ms),
+                np.int64(lo),
+                cube,
+            )
         parts.append(_cube_to_rows(cube, lo, bin_ms))
     return parts[0] if len(parts) == 1 else UsageRows.combine(parts)
 

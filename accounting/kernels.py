@@ -95,20 +95,47 @@ def _find(keys, rows, key):
 
 
 @inline_kernel
-def _ends(i, ep, version, src4, dst4, src6, dst6, rules, slot, ingress, egress, vlan):
+def _ends(
+    i,
+    ep,
+    v4only,
+    port_rules,
+    version,
+    src4,
+    dst4,
+    src6,
+    dst6,
+    rules,
+    slot,
+    ingress,
+    egress,
+    vlan,
+):
     """What the source and destination ends of flow i are in epoch ``ep``.
 
     Precedence per end: interface rule, VLAN rule (source end: the exported VLAN is the
-    incoming one), longest matching prefix."""
+    incoming one), longest matching prefix.
+
+    ``v4only`` (no IPv6 row in the batch) and ``port_rules`` (the batch's exporters have
+    interface/VLAN rules) are the same for every flow of a call: LLVM hoists them out of
+    the loop, so a batch without IPv6 or port rules runs code without those branches
+    (measured: two lookups 17 ns instead of 46 ns; the unused rule lookups cost 30 ns per
+    flow when merely present in the loop)."""
     v4roots, v4chunks, v6roots, v6chunks, port_keys, port_rows, vlan_keys, vlan_rows = rules
     s = -1
     d = -1
-    if slot >= 0:
+    if port_rules and slot >= 0:
         base = (np.int64(ep) << 48) | (np.int64(slot) << 32)
         s = _find(port_keys, port_rows, base | np.int64(ingress))
         d = _find(port_keys, port_rows, base | np.int64(egress))
         if s < 0 and vlan != 0:
             s = _find(vlan_keys, vlan_rows, base | np.int64(vlan))
+    if v4only:
+        if s < 0:
+            s = lookup_v4(v4roots, ep, v4chunks, src4[i])
+        if d < 0:
+            d = lookup_v4(v4roots, ep, v4chunks, dst4[i])
+        return s, d
     if s < 0:
         s = _lookup_any(version, src4, src6, i, ep, v4roots, v4chunks, v6roots, v6chunks)
     if d < 0:
@@ -123,6 +150,7 @@ def _epoch_of(epoch_bins, b):
 
 @kernel
 def classify(
+    v4only,
     ip_version,
     src4,
     dst4,
@@ -141,11 +169,14 @@ def classify(
     direction_out,
 ):
     """Owner row and direction of each flow, by the rules of the epoch it starts in."""
+    port_rules = slots.shape[0] > 0 and slots.max() >= 0
     for i in range(ip_version.shape[0]):
         ep = np.searchsorted(epoch_ms, start_ms[i], side="right") - 1
         s, d = _ends(
             i,
             ep,
+            v4only,
+            port_rules,
             ip_version[i],
             src4,
             dst4,
@@ -300,6 +331,9 @@ def _apply_uplinks(o, dr, n_members, e, ingress, egress, up_ifs, up_count):
 def _classify_in_epoch(
     i,
     ep,
+    v4only,
+    port_rules,
+    uplinks_on,
     n_members,
     ip_version,
     src4,
@@ -316,16 +350,105 @@ def _classify_in_epoch(
     up_count,
 ):
     s, d = _ends(
-        i, ep, ip_version[i], src4, dst4, src6, dst6, rules, slot, ingress[i], egress[i], vlan[i]
+        i,
+        ep,
+        v4only,
+        port_rules,
+        ip_version[i],
+        src4,
+        dst4,
+        src6,
+        dst6,
+        rules,
+        slot,
+        ingress[i],
+        egress[i],
+        vlan[i],
     )
     o, dr = _owner_and_direction(s, d, n_members)
-    if up_count[e] > 0:
+    if uplinks_on and up_count[e] > 0:  # uplinks_on: loop-invariant, hoisted by LLVM
         o, dr = _apply_uplinks(o, dr, n_members, e, ingress[i], egress[i], up_ifs, up_count)
     return o, dr
 
 
 @kernel
+def _spread_across_epochs(
+    i,
+    ep,
+    v4only,
+    port_rules,
+    uplinks_on,
+    o,
+    dr,
+    n_members,
+    ip_version,
+    src4,
+    dst4,
+    src6,
+    dst6,
+    rules,
+    slot,
+    ingress,
+    egress,
+    vlan,
+    e,
+    up_ifs,
+    up_count,
+    epoch_bins,
+    octets,
+    packets,
+    s,
+    t,
+    bin_ms,
+    bin0,
+    cube,
+):
+    """The rare path of ``attribute``: a flow whose bins lie in several epochs (a rule
+    changed while it lasted) is classified again in each epoch, each part going to that
+    epoch's owner; the flow itself is counted in its start bin. A separate (not inlined)
+    function keeps the hot loop small."""
+    b_first = s // bin_ms
+    b_last = t // bin_ms
+    cube[b_first - bin0, o, dr, METRIC_FLOWS] += 1
+    done_b = 0
+    done_p = 0
+    b = b_first
+    while b <= b_last:
+        seg_end = b_last
+        if ep + 1 < epoch_bins.shape[0] and epoch_bins[ep + 1] - 1 < seg_end:
+            seg_end = epoch_bins[ep + 1] - 1
+        done_b, done_p = _spread_segment(
+            cube, o, dr, octets[i], packets[i], s, t, bin_ms, bin0, b, seg_end, done_b, done_p
+        )
+        b = seg_end + 1
+        if b <= b_last:
+            ep += 1
+            o, dr = _classify_in_epoch(
+                i,
+                ep,
+                v4only,
+                port_rules,
+                uplinks_on,
+                n_members,
+                ip_version,
+                src4,
+                dst4,
+                src6,
+                dst6,
+                rules,
+                slot,
+                ingress,
+                egress,
+                vlan,
+                e,
+                up_ifs,
+                up_count,
+            )
+
+
+@kernel
 def attribute(
+    v4only,
     ip_version,
     src4,
     dst4,
@@ -350,25 +473,51 @@ def attribute(
     bin0,
     cube,
 ):
-    """Classify and spread the flows ``index`` into the cube: the fused production path.
-
-    A flow whose bins lie in several epochs (a rule changed while it lasted) is classified
-    again for each epoch and each part goes to that epoch's owner; the flow itself is
-    counted in its start bin.
-    """
+    """Classify and spread the flows ``index`` into the cube: the fused production path
+    (flows spanning an epoch boundary go through ``_spread_across_epochs``)."""
+    port_rules = slots.shape[0] > 0 and slots.max() >= 0
+    uplinks_on = up_count.max() > 0
+    whole = index.shape[0] == ip_version.shape[0]  # every flow, in order: skip the indirection
+    if epoch_bins.shape[0] == 1:
+        # One epoch (no rule validity dates): a loop without any epoch logic.
+        for k in range(index.shape[0]):
+            i = k if whole else index[k]
+            e = exporter_index[i]
+            o, dr = _classify_in_epoch(
+                i,
+                0,
+                v4only,
+                port_rules,
+                uplinks_on,
+                n_members,
+                ip_version,
+                src4,
+                dst4,
+                src6,
+                dst6,
+                rules,
+                slots[e],
+                ingress,
+                egress,
+                vlan,
+                e,
+                up_ifs,
+                up_count,
+            )
+            _spread_one(cube, o, dr, octets[i], packets[i], start_ms[i], end_ms[i], bin_ms, bin0)
+        return
     for k in range(index.shape[0]):
-        i = index[k]
+        i = k if whole else index[k]
         e = exporter_index[i]
-        slot = slots[e]
         s = start_ms[i]
         t = end_ms[i]
-        b_first = s // bin_ms
-        b_last = t // bin_ms
-        single = epoch_bins.shape[0] == 1
-        ep = 0 if single else _epoch_of(epoch_bins, b_first)
+        ep = _epoch_of(epoch_bins, s // bin_ms)
         o, dr = _classify_in_epoch(
             i,
             ep,
+            v4only,
+            port_rules,
+            uplinks_on,
             n_members,
             ip_version,
             src4,
@@ -376,7 +525,7 @@ def attribute(
             src6,
             dst6,
             rules,
-            slot,
+            slots[e],
             ingress,
             egress,
             vlan,
@@ -384,38 +533,150 @@ def attribute(
             up_ifs,
             up_count,
         )
-        if single or ep == _epoch_of(epoch_bins, b_last):
+        if ep == _epoch_of(epoch_bins, t // bin_ms):
             _spread_one(cube, o, dr, octets[i], packets[i], s, t, bin_ms, bin0)
-            continue
-        cube[b_first - bin0, o, dr, METRIC_FLOWS] += 1
-        done_b = 0
-        done_p = 0
-        b = b_first
-        while b <= b_last:
-            seg_end = b_last
-            if ep + 1 < epoch_bins.shape[0] and epoch_bins[ep + 1] - 1 < seg_end:
-                seg_end = epoch_bins[ep + 1] - 1
-            done_b, done_p = _spread_segment(
-                cube, o, dr, octets[i], packets[i], s, t, bin_ms, bin0, b, seg_end, done_b, done_p
+        else:
+            _spread_across_epochs(
+                i,
+                ep,
+                v4only,
+                port_rules,
+                uplinks_on,
+                o,
+                dr,
+                n_members,
+                ip_version,
+                src4,
+                dst4,
+                src6,
+                dst6,
+                rules,
+                slots[e],
+                ingress,
+                egress,
+                vlan,
+                e,
+                up_ifs,
+                up_count,
+                epoch_bins,
+                octets,
+                packets,
+                s,
+                t,
+                bin_ms,
+                bin0,
+                cube,
             )
-            b = seg_end + 1
-            if b <= b_last:
-                ep += 1
-                o, dr = _classify_in_epoch(
-                    i,
-                    ep,
-                    n_members,
-                    ip_version,
-                    src4,
-                    dst4,
-                    src6,
-                    dst6,
-                    rules,
-                    slot,
-                    ingress,
-                    egress,
-                    vlan,
-                    e,
-                    up_ifs,
-                    up_count,
-                )
+
+
+@inline_kernel
+def _simple_flow(
+    i,
+    v4only,
+    rules,
+    src4,
+    dst4,
+    src6,
+    dst6,
+    ip_version,
+    n_members,
+    e,
+    ingress,
+    egress,
+    up_ifs,
+    up_count,
+    uplinks_on,
+    octets,
+    packets,
+    start_ms,
+    end_ms,
+    bin_ms,
+    bin0,
+    cube,
+):
+    s, d = _ends(i, 0, v4only, False, ip_version[i], src4, dst4, src6, dst6, rules, -1, 0, 0, 0)
+    o, dr = _owner_and_direction(s, d, n_members)
+    if uplinks_on and up_count[e] > 0:
+        o, dr = _apply_uplinks(o, dr, n_members, e, ingress[i], egress[i], up_ifs, up_count)
+    _spread_one(cube, o, dr, octets[i], packets[i], start_ms[i], end_ms[i], bin_ms, bin0)
+
+
+@kernel
+def attribute_simple(
+    v4only,
+    ip_version,
+    src4,
+    dst4,
+    src6,
+    dst6,
+    rules,
+    n_members,
+    exporter_index,
+    ingress,
+    egress,
+    up_ifs,
+    up_count,
+    octets,
+    packets,
+    start_ms,
+    end_ms,
+    bin_ms,
+    bin0,
+    cube,
+):
+    """``attribute`` for the common case: one epoch, no interface/VLAN rule, every flow
+    in order. Its loops carry no code for what does not apply (a flag tested inside the
+    loop kept that code in the loop: 100 ns per flow instead of 35 ns, measured)."""
+    uplinks_on = up_count.max() > 0
+    if v4only:
+        for i in range(ip_version.shape[0]):
+            _simple_flow(
+                i,
+                True,
+                rules,
+                src4,
+                dst4,
+                src6,
+                dst6,
+                ip_version,
+                n_members,
+                exporter_index[i],
+                ingress,
+                egress,
+                up_ifs,
+                up_count,
+                uplinks_on,
+                octets,
+                packets,
+                start_ms,
+                end_ms,
+                bin_ms,
+                bin0,
+                cube,
+            )
+    else:
+        for i in range(ip_version.shape[0]):
+            _simple_flow(
+                i,
+                False,
+                rules,
+                src4,
+                dst4,
+                src6,
+                dst6,
+                ip_version,
+                n_members,
+                exporter_index[i],
+                ingress,
+                egress,
+                up_ifs,
+                up_count,
+                uplinks_on,
+                octets,
+                packets,
+                start_ms,
+                end_ms,
+                bin_ms,
+                bin0,
+                cube,
+            )
