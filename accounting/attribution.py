@@ -275,16 +275,20 @@ def attribute(
     v4only = _v4only(flows)
     # The common case takes a kernel without epoch and interface/VLAN logic.
     simple = table.epochs == 1 and not (slots >= 0).any()
-    if p.last_ms // bin_ms - p.first_ms // bin_ms + 1 <= MAX_CUBE_CELLS // (n_rows * 9):
-        groups = [np.arange(n)]
+    one_window = p.last_ms // bin_ms - p.first_ms // bin_ms + 1 <= MAX_CUBE_CELLS // (n_rows * 9)
+    if one_window:
+        groups: list[np.ndarray | None] = [None]  # every flow, in order
     else:
         groups = _windows(p.start_ms // bin_ms, p.end_ms // bin_ms, n_rows, bin_ms)
     parts = []
     for idx in groups:
-        lo = int(p.start_ms[idx].min()) // bin_ms
-        hi = int(p.end_ms[idx].max()) // bin_ms
+        if idx is None:
+            lo, hi = p.first_ms // bin_ms, p.last_ms // bin_ms
+        else:
+            lo = int(p.start_ms[idx].min()) // bin_ms
+            hi = int(p.end_ms[idx].max()) // bin_ms
         cube = np.zeros((hi - lo + 1, n_rows, 3, 3), dtype=np.int64)
-        if simple and len(groups) == 1:
+        if simple and idx is None:
             kernels.attribute_simple(
                 v4only,
                 flows.ip_version,
@@ -329,7 +333,7 @@ def attribute(
                 p.packets,
                 p.start_ms,
                 p.end_ms,
-                idx.astype(np.int64),
+                np.arange(n, dtype=np.int64) if idx is None else idx.astype(np.int64),
                 np.int64(bin_ms),
                 np.int64(lo),
                 cube,

@@ -569,38 +569,6 @@ def attribute(
             )
 
 
-@inline_kernel
-def _simple_flow(
-    i,
-    v4only,
-    rules,
-    src4,
-    dst4,
-    src6,
-    dst6,
-    ip_version,
-    n_members,
-    e,
-    ingress,
-    egress,
-    up_ifs,
-    up_count,
-    uplinks_on,
-    octets,
-    packets,
-    start_ms,
-    end_ms,
-    bin_ms,
-    bin0,
-    cube,
-):
-    s, d = _ends(i, 0, v4only, False, ip_version[i], src4, dst4, src6, dst6, rules, -1, 0, 0, 0)
-    o, dr = _owner_and_direction(s, d, n_members)
-    if uplinks_on and up_count[e] > 0:
-        o, dr = _apply_uplinks(o, dr, n_members, e, ingress[i], egress[i], up_ifs, up_count)
-    _spread_one(cube, o, dr, octets[i], packets[i], start_ms[i], end_ms[i], bin_ms, bin0)
-
-
 @kernel
 def attribute_simple(
     v4only,
@@ -630,53 +598,17 @@ def attribute_simple(
     uplinks_on = up_count.max() > 0
     if v4only:
         for i in range(ip_version.shape[0]):
-            _simple_flow(
-                i,
-                True,
-                rules,
-                src4,
-                dst4,
-                src6,
-                dst6,
-                ip_version,
-                n_members,
-                exporter_index[i],
-                ingress,
-                egress,
-                up_ifs,
-                up_count,
-                uplinks_on,
-                octets,
-                packets,
-                start_ms,
-                end_ms,
-                bin_ms,
-                bin0,
-                cube,
-            )
-    else:
-        for i in range(ip_version.shape[0]):
-            _simple_flow(
-                i,
-                False,
-                rules,
-                src4,
-                dst4,
-                src6,
-                dst6,
-                ip_version,
-                n_members,
-                exporter_index[i],
-                ingress,
-                egress,
-                up_ifs,
-                up_count,
-                uplinks_on,
-                octets,
-                packets,
-                start_ms,
-                end_ms,
-                bin_ms,
-                bin0,
-                cube,
-            )
+            s, d = _ends(i, 0, True, False, 4, src4, dst4, src6, dst6, rules, -1, 0, 0, 0)
+            o, dr = _owner_and_direction(s, d, n_members)
+            e = exporter_index[i]
+            if uplinks_on and up_count[e] > 0:
+                o, dr = _apply_uplinks(o, dr, n_members, e, ingress[i], egress[i], up_ifs, up_count)
+            _spread_one(cube, o, dr, octets[i], packets[i], start_ms[i], end_ms[i], bin_ms, bin0)
+        return
+    for i in range(ip_version.shape[0]):
+        s, d = _ends(i, 0, False, False, ip_version[i], src4, dst4, src6, dst6, rules, -1, 0, 0, 0)
+        o, dr = _owner_and_direction(s, d, n_members)
+        e = exporter_index[i]
+        if uplinks_on and up_count[e] > 0:
+            o, dr = _apply_uplinks(o, dr, n_members, e, ingress[i], egress[i], up_ifs, up_count)
+        _spread_one(cube, o, dr, octets[i], packets[i], start_ms[i], end_ms[i], bin_ms, bin0)
