@@ -38,9 +38,15 @@ class CollectorConfig:
     receive_buffer_bytes: int = 64 * 1024 * 1024
     flush_seconds: float = 10.0
     state_dir: Path = Path("egress-state")
+    journal_dir: Path | None = None  # default: state_dir / "journal"
     allow_unknown_exporters: bool = False
     workers: int = 1
     metrics_listen: ListenAddress | None = None
+
+
+def journal_root(c: CollectorConfig) -> Path:
+    """Where the collector journals what it received and has not committed yet."""
+    return c.journal_dir if c.journal_dir is not None else c.state_dir / "journal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +80,7 @@ def parse_collector(v: Validator, raw: Any, config_path: Path) -> CollectorConfi
         "receive_buffer_bytes",
         "flush_seconds",
         "state_dir",
+        "journal_dir",
         "allow_unknown_exporters",
         "workers",
         "metrics_listen",
@@ -117,6 +124,15 @@ def parse_collector(v: Validator, raw: Any, config_path: Path) -> CollectorConfi
     state = Path(state_dir).expanduser()
     if not state.is_absolute():
         state = config_path.parent / state
+    journal = raw.get("journal_dir")
+    if journal is not None and (not isinstance(journal, str) or not journal.strip()):
+        v.add("collector.journal_dir", "must be a non-empty path string")
+        journal = None
+    journal_dir = None
+    if journal is not None:
+        journal_dir = Path(journal).expanduser()
+        if not journal_dir.is_absolute():
+            journal_dir = config_path.parent / journal_dir
     allow = raw.get("allow_unknown_exporters", d.allow_unknown_exporters)
     if not isinstance(allow, bool):
         v.add("collector.allow_unknown_exporters", f"must be true or false, got {allow!r}")
@@ -131,7 +147,9 @@ def parse_collector(v: Validator, raw: Any, config_path: Path) -> CollectorConfi
             metrics = parse_listen(str(raw["metrics_listen"]))
         except ValueError as exc:
             v.add("collector.metrics_listen", str(exc))
-    return CollectorConfig(listen, rcvbuf, float(flush), state, allow, workers, metrics)
+    return CollectorConfig(
+        listen, rcvbuf, float(flush), state, journal_dir, allow, workers, metrics
+    )
 
 
 def parse_exporters(v: Validator, raw: Any) -> tuple[ExporterConfig, ...]:

@@ -30,6 +30,7 @@ from typing import Protocol
 
 import polars as pl
 
+from accounting.collector_config import journal_root
 from accounting.config import Config, ConfigError, load_config
 from accounting.members import MemberTable, compile_members, compile_registry
 from accounting.pipeline import Harvest, Pipeline
@@ -173,7 +174,7 @@ class CollectorService:
         self.table: MemberTable = compile_registry(config.registry, config.billing.timezone)
         self.decoder = Decoder(bin_ms=config.billing.bin_seconds * 1000)
         self.pipeline = Pipeline(config, self.table, decoder=self.decoder)
-        self.journal = Journal(config.collector.state_dir / "journal" / name)
+        self.journal = Journal(journal_root(config.collector) / name)
         self.listener = listener or UdpListener(
             [Endpoint(a.host, a.port) for a in config.collector.listen],
             receive_buffer_bytes=config.collector.receive_buffer_bytes,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from accounting.collector_config import journal_root
 from accounting.config import Config
 from accounting.store import Store
 
@@ -35,7 +36,7 @@ class CollectorStatus:
 def collector_status(config: Config) -> CollectorStatus:
     now = datetime.now(UTC)
     db = config.storage.database
-    journal_dir = config.collector.state_dir / "journal"
+    journal_dir = journal_root(config.collector)
     journal_bytes = (
         sum(p.stat().st_size for p in journal_dir.rglob("*.seg")) if journal_dir.exists() else 0
     )

@@ -21,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 
+from accounting.collector_config import journal_root
 from accounting.config import Config, load_config
 from accounting.service import CollectorService, FlushPayload, commit_payload
 from accounting.store import Store, StoreError
@@ -117,10 +118,10 @@ def _worker_main(
 
 
 def _orphan_workers(config: Config, groups: int) -> list[str]:
-    journal_root = config.collector.state_dir / "journal"
-    if not journal_root.exists():
+    root = journal_root(config.collector)
+    if not root.exists():
         return []
-    names = [p.name for p in journal_root.iterdir() if p.is_dir() and p.name.startswith("worker-")]
+    names = [p.name for p in root.iterdir() if p.is_dir() and p.name.startswith("worker-")]
     return sorted(n for n in names if not (n[7:].isdigit() and int(n[7:]) < groups))
 
 

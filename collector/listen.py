@@ -31,9 +31,11 @@ from collector.recvmmsg import available as recvmmsg_available
 SLAB_BYTES = 8 * 1024 * 1024
 # recvmmsg path: one slot per datagram. Export datagrams fit a 1500 or 9000-byte MTU; a
 # longer one is truncated by the kernel, counted (listener.truncated) and dropped.
-SLOT_BYTES = 16_384
+SLOT_BYTES = 16_384  # longest datagram the recvmmsg path takes (head + tail slots)
+HEAD_BYTES = 2_048  # the dense part of a slot: a usual export datagram fits it whole
 RECVMMSG_VLEN = 1024
 MAX_BATCH_DATAGRAMS = 4096
+PACKED_RING = 4
 MAX_DATAGRAM = 65_535
 SO_REUSEPORT = getattr(socket, "SO_REUSEPORT", 15)
 SO_RCVBUFFORCE = 33
@@ -80,12 +82,16 @@ class UdpListener:
             s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) for s in self.sockets
         ]
         self._multi = (
-            MultiReceiver(vlen=RECVMMSG_VLEN, slot_bytes=SLOT_BYTES)
+            MultiReceiver(
+                vlen=RECVMMSG_VLEN, head_bytes=HEAD_BYTES, tail_bytes=SLOT_BYTES - HEAD_BYTES
+            )
             if recvmmsg_available()
             else None
         )
         self.truncated = 0  # datagrams longer than SLOT_BYTES (recvmmsg path), dropped
         self._slabs: list[np.ndarray] = []
+        self._packed: list[np.ndarray] = []
+        self._packed_turn = 0
 
     @staticmethod
     def _open(ep: Endpoint, rcvbuf: int, reuse_port: bool) -> socket.socket:
@@ -168,12 +174,30 @@ class UdpListener:
             np.array(times, dtype=np.int64),
         )
 
-    def _next_slab(self) -> np.ndarray:
-        """The receive slab, allocated once and reused (fresh memory would cost a page
-        fault per datagram); batches never point into it (see _receive_many)."""
+    def _slabs_for(self) -> tuple[np.ndarray, np.ndarray]:
+        """The head and tail slabs, allocated once and reused (fresh memory would cost a
+        page fault per datagram); batches never point into them (see _receive_many)."""
         if not self._slabs:
-            self._slabs.append(np.empty(MAX_BATCH_DATAGRAMS * SLOT_BYTES, dtype=np.uint8))
-        return self._slabs[0]
+            self._slabs = [
+                np.empty(MAX_BATCH_DATAGRAMS * HEAD_BYTES, dtype=np.uint8),
+                np.empty(MAX_BATCH_DATAGRAMS * (SLOT_BYTES - HEAD_BYTES), dtype=np.uint8),
+            ]
+        return self._slabs[0], self._slabs[1]
+
+    def _packed_buffer(self, size: int) -> np.ndarray:
+        """A buffer from a ring of PACKED_RING reused ones (fresh memory costs a page fault
+        per 4 KiB). A batch's buffer is overwritten PACKED_RING receives later: its users
+        are done by then (the pipeline decodes a batch before the next receive; what the
+        decoders keep, such as data waiting for a template, they copy)."""
+        turn = self._packed_turn % PACKED_RING
+        self._packed_turn += 1
+        if turn >= len(self._packed) or len(self._packed[turn]) < size:
+            buffer = np.empty(max(size, MAX_BATCH_DATAGRAMS * 1_500), dtype=np.uint8)
+            if turn >= len(self._packed):
+                self._packed.append(buffer)
+            else:
+                self._packed[turn] = buffer
+        return self._packed[turn][:size]
 
     def _receive_many(self, timeout: float, max_datagrams: int) -> DatagramBatch:
         """recvmmsg path: fixed slots, many datagrams per system call."""
@@ -182,7 +206,7 @@ class UdpListener:
             return _empty()
         multi = self._multi
         assert multi is not None
-        slab = self._next_slab()
+        heads, tails = self._slabs_for()
         now = time.time_ns()
         filled = 0
         lengths, sources, ports = [], [], []
@@ -190,7 +214,7 @@ class UdpListener:
         while active and filled < max_datagrams:
             still = []
             for fd in active:
-                got = multi.receive(fd, slab, filled, max_datagrams - filled)
+                got = multi.receive(fd, heads, tails, filled, max_datagrams - filled)
                 if got == 0:
                     continue
                 pairs, port = multi.sources(got)
@@ -213,25 +237,18 @@ class UdpListener:
         sources_all = np.concatenate(sources)
         ports_all = np.concatenate(ports).astype(np.uint16)
         keep = length > 0
+        slots = np.arange(filled, dtype=np.int64)
         if not keep.all():
-            slots = np.flatnonzero(keep)
-            length, sources_all, ports_all = length[keep], sources_all[keep], ports_all[keep]
-        else:
-            slots = None
-        # Pack the payloads back to back: the slab is reused at once, and the journal and
-        # the decoders get one contiguous buffer.
+            slots, length = slots[keep], length[keep]
+            sources_all, ports_all = sources_all[keep], ports_all[keep]
+        # Pack the payloads back to back: the slabs are reused at once, and the journal
+        # and the decoders get one contiguous buffer.
         from collector._slabkernel import pack_slots
 
-        packed = np.empty(int(length.sum()), dtype=np.uint8)
-        if slots is None:
-            offsets = pack_slots(slab, SLOT_BYTES, length, packed)
-        else:
-            offsets = pack_slots(
-                slab[: filled * SLOT_BYTES].reshape(filled, SLOT_BYTES)[slots].reshape(-1),
-                SLOT_BYTES,
-                length,
-                packed,
-            )
+        packed = self._packed_buffer(int(length.sum()))
+        offsets = pack_slots(
+            heads, HEAD_BYTES, tails, SLOT_BYTES - HEAD_BYTES, slots, length, packed
+        )
         return DatagramBatch(
             packed,
             offsets,

@@ -101,3 +101,16 @@ def test_address_in_use_is_a_clear_error():
             UdpListener([Endpoint("127.0.0.1", port)])
     finally:
         first.close()
+
+
+def test_datagrams_longer_than_the_head_slot_come_back_whole(listener):
+    """A datagram spilling from its 2 KiB head slot into its tail slot is reassembled."""
+    v4 = listener.bound()[0]
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sizes = [100, 2047, 2048, 2049, 5000, 9000, 16_000, 300]
+    sent = [bytes([k]) * n for k, n in enumerate(sizes)]
+    for p in sent:
+        s.sendto(p, (v4.host, v4.port))
+    got = _drain(listener, len(sent))
+    assert [g[0] for g in got] == sent
+    s.close()
