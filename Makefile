@@ -30,6 +30,7 @@ test: system-deps $(VENV)/.test-installed
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m benchmarks run --quick
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .
