@@ -87,8 +87,9 @@ class Step:
         rate = self.sent.get("rate", 0)
         verdict = "pass" if self.passed else ("sender-bound" if self.sender_bound else "FAIL")
         why = f" ({'; '.join(self.reasons)})" if self.reasons else ""
+        offered = f"{self.offered:,.0f} dg/s" if self.offered else "full speed"
         return (
-            f"{self.receiver} {self.protocol} offered {self.offered:,.0f} dg/s for "
+            f"{self.receiver} {self.protocol} offered {offered} for "
             f"{self.seconds:g} s, sent {rate:,.0f} dg/s: {verdict}{why}; receiver CPU "
             f"{100 * self.cpu:.0f} %, peak RSS {self.peak_rss_mb:.0f} MB"
         )
