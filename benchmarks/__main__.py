@@ -37,13 +37,7 @@ def _decode(argv: list[str]) -> int:
 def _billing(argv: list[str]) -> int:
     from benchmarks import bench_billing
 
-    saved = sys.argv
-    sys.argv = ["python -m benchmarks billing", *argv]
-    try:
-        bench_billing.main()
-    finally:
-        sys.argv = saved
-    return 0
+    return bench_billing.main(argv)
 
 
 # The CI smoke run (``run --quick``, ~1.5 min): what checks egress's exactness and keeps the
