@@ -3,7 +3,9 @@
 Loop: receive a batch from the sockets -> append it to the journal -> decode and attribute
 (the shared Pipeline) -> every ``flush_seconds``: rotate the journal, and commit in one
 DuckDB transaction the usage, the per-exporter counters, and the checkpoint (the first
-journal segment not yet accounted, with the decoder's templates and sampling rates).
+journal segment not yet accounted, with the decoder's templates and sampling rates). The
+commit runs on a thread of its own while receiving goes on: opening, writing and closing
+the database can take longer than the socket buffer lasts at a high rate.
 
 Why this survives what it must (see docs/architecture.md):
 - kill -9: everything read from the sockets is in the journal; at start the segments
@@ -24,6 +26,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -90,6 +93,16 @@ class _Pending:
     @property
     def empty(self) -> bool:
         return not (self.datagrams or self.counters or self.dropped)
+
+
+@dataclass(frozen=True)
+class _InFlight:
+    """A flush whose commit runs on the commit thread."""
+
+    future: Future
+    segment: int  # the first journal segment it does not cover
+    rows: int
+    started: float
 
 
 @dataclass(frozen=True)
@@ -185,6 +198,9 @@ class CollectorService:
         self.truncated_seen = 0
         self.last_flush_ok: float | None = None
         self.busy_since: float | None = None
+        # One commit at a time, off the receiving thread (see start_background_flush).
+        self._commit_thread = ThreadPoolExecutor(1, thread_name_prefix="egress-commit")
+        self.inflight: _InFlight | None = None
 
     # -- start-up ----------------------------------------------------------------------
     def recover(self) -> int:
@@ -226,12 +242,14 @@ class CollectorService:
                 self.journal.append(batch)
                 self.pipeline.feed(batch)
                 self.metrics.inc("egress_datagrams_received_total", len(batch))
+            self.finish_background_flush(block=False)
             if reload is not None and reload.is_set():
                 reload.clear()
                 self.reload()
                 next_flush = time.monotonic() + interval
-            if time.monotonic() >= next_flush:
-                self.flush()
+            # A flush still committing delays the next one; receiving never waits for it.
+            if time.monotonic() >= next_flush and self.inflight is None:
+                self.start_background_flush(wait_seconds=min(5.0, interval / 2))
                 next_flush = time.monotonic() + interval
         # Data still waiting for its template will not be decoded after a restart (the
         # journal that held it is committed): count it as dropped in this last flush.
@@ -240,15 +258,57 @@ class CollectorService:
 
     # -- flush -------------------------------------------------------------------------
     def flush(self, wait_seconds: float = 0.0, *, force: bool = False) -> bool:
-        """Commit everything received so far; True when committed (else kept for later)."""
+        """Commit everything received so far, in this thread; True when committed (else
+        kept for later). A background flush still running is finished first."""
+        self.finish_background_flush(block=True)
         started = time.monotonic()
+        prepared = self._prepare_flush(force)
+        if prepared is None:
+            return True
+        payload, segment = prepared
+        return self._complete_flush(
+            self.committer(payload, wait_seconds), segment, len(payload.usage), started
+        )
+
+    def start_background_flush(self, wait_seconds: float) -> None:
+        """Prepare a flush here and commit it on the commit thread, so that receiving goes
+        on while DuckDB writes (a commit can take longer than the socket buffer lasts).
+
+        Until it completes nothing new is added to ``self.pending`` (harvests are only
+        taken when a flush is prepared), so a failed commit simply leaves it for the next.
+        """
+        started = time.monotonic()
+        prepared = self._prepare_flush(force=False)
+        if prepared is None:
+            return
+        payload, segment = prepared
+        future = self._commit_thread.submit(self.committer, payload, wait_seconds)
+        self.inflight = _InFlight(future, segment, len(payload.usage), started)
+
+    def finish_background_flush(self, *, block: bool) -> bool | None:
+        """Account for the background flush once its commit is done (wait for it when
+        ``block``); None when there is none or it is still running."""
+        inflight = self.inflight
+        if inflight is None or (not block and not inflight.future.done()):
+            return None
+        self.inflight = None
+        try:
+            error = inflight.future.result()
+        except Exception as exc:  # the committer's own failure: keep the data, say why
+            log.exception("flush failed")
+            error = f"{type(exc).__name__}: {exc}"
+        return self._complete_flush(error, inflight.segment, inflight.rows, inflight.started)
+
+    def _prepare_flush(self, force: bool) -> tuple[FlushPayload, int] | None:
+        """Close the journal segment and take everything not yet committed into a payload
+        (None when there is nothing new)."""
         if (
             not force
             and self.journal.appended_since_rotate == 0
             and self.pending.empty
             and self.last_flush_ok is not None
         ):
-            return True  # nothing new: no segment to close, nothing to commit
+            return None  # nothing new: no segment to close, nothing to commit
         segment = self.journal.rotate()
         harvest = self.pipeline.drain()
         self.pending.add(harvest, self.table)
@@ -280,7 +340,12 @@ class CollectorService:
             seen=dict(pending.seen),
             checkpoint=Checkpoint(self.name, segment, json.dumps(self.decoder.snapshot())),
         )
-        error = self.committer(payload, wait_seconds)
+        return payload, segment
+
+    def _complete_flush(self, error: str | None, segment: int, rows: int, started: float) -> bool:
+        """After a commit: on success forget what it wrote and the journal before it; on
+        failure keep both for the next flush."""
+        pending = self.pending
         if error is not None:
             self.metrics.inc("egress_flush_failures_total")
             if self.busy_since is None:
@@ -310,7 +375,7 @@ class CollectorService:
             self.name,
             pending.datagrams,
             pending.flows,
-            len(usage),
+            rows,
             elapsed,
         )
         self.pending = _Pending()
@@ -346,6 +411,8 @@ class CollectorService:
         return True
 
     def close(self) -> None:
+        self.finish_background_flush(block=True)
+        self._commit_thread.shutdown(wait=True)
         self.pipeline.close()
         self.listener.close()
         self.journal.close()
