@@ -22,7 +22,7 @@ from accounting.attribution import attribute
 from accounting.config import Config
 from accounting.exporters import ExporterPolicy
 from accounting.members import MemberTable
-from accounting.usage import UsageRows
+from accounting.usage import UsageAccumulator, UsageRows
 from collector.batch import FlowBatch
 from collector.datagrams import DatagramBatch, pair_to_address, unique_addresses
 from collector.decode import Decoder
@@ -89,9 +89,9 @@ class Pipeline:
         self._thread.start()
 
     def _reset(self) -> None:
-        # The worker thread writes only _parts, _worker_notes, _worker_counters and the
+        # The worker thread writes only _usage, _worker_notes, _worker_counters and the
         # flow time range; the feeding thread the rest. drain() merges them.
-        self._parts: list[UsageRows] = []
+        self._usage = UsageAccumulator(self.bin_ms)
         self._worker_notes: Counter = Counter()
         self._worker_counters: Counter = Counter()
         self._h = Harvest(UsageRows.empty(), Counter())
@@ -155,7 +155,7 @@ class Pipeline:
         if self._error is not None:
             raise self._error
         h = self._h
-        h.usage = UsageRows.combine(self._parts)
+        h.usage = self._usage.rows()
         h.notes = +(h.notes + self._worker_notes)
         h.counters.update(self._worker_counters)
         if h.unknown_exporters:
@@ -191,7 +191,7 @@ class Pipeline:
         hi = int(flows.flow_end_milliseconds.max())
         h.first_flow_ms = lo if h.first_flow_ms is None else min(h.first_flow_ms, lo)
         h.last_flow_ms = hi if h.last_flow_ms is None else max(h.last_flow_ms, hi)
-        self._parts.append(
+        self._usage.add(
             attribute(
                 flows,
                 table,
