@@ -202,8 +202,8 @@ def write_results(rows, quick: bool, minutes: float, load: str) -> None:
         "with IPv4 prefixes and IPv6 /48s. *decode* = `Decoder.decode` (headers, set walk, "
         "templates, records to a FlowBatch); *+ attribute + bin* adds "
         "`accounting.attribution.attribute` (classify, sampling, bins). The PyPI `netflow` "
-        "package parses the first datagrams of the same capture (it has no variable-length "
-        "support worth timing here). Figures: median (min–max, n) of the timed runs after one "
+        "package parses the first datagrams of the same capture (not timed on the "
+        "variable-length layout). Figures: median (min–max, n) of the timed runs after one "
         "warm-up run.",
         "",
         "| layout | flows | decode (M flows/s) | decode + attribute + bin (M flows/s) "

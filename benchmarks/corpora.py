@@ -67,13 +67,16 @@ def egress_config(
     state_dir: Path | str | None = None,
     flush_seconds: float | None = None,
     workers: int | None = None,
+    totals_only: bool = True,
 ) -> str:
     """egress.toml: the synthetic members, the routers allowed, and (for ``egress
     collect``) where to listen. Keys of [collector] and [[exporters]] as in
-    accounting/collector_config.py."""
+    accounting/collector_config.py. ``totals_only``: the report computes the volume rule
+    only (the benchmarks read its totals; the other rules, Shapley above all, would only
+    add time); False keeps egress's default of every rule side by side."""
     text = config_text(members, str(database))
     head, sep, rest = text.partition("\n[[members]]")
-    extra = []
+    extra = TOTALS_ONLY.rstrip().split("\n") if totals_only else []
     if listen is not None:
         extra += ["", "[collector]", "listen = [" + ", ".join(f'"{a}"' for a in listen) + "]"]
         extra.append("receive_buffer_bytes = 67108864")
@@ -86,6 +89,16 @@ def egress_config(
     for a in exporters:
         extra += ["", "[[exporters]]", f'address = "{a}"']
     return head.rstrip() + "\n" + "\n".join(extra) + "\n" + sep + rest
+
+
+TOTALS_ONLY = '\n[sharing]\ncompare = ["volume"]\n'
+
+
+def totals_only_report(config: Path) -> None:
+    """Make a cached case's egress.toml compute the volume rule only (see egress_config)."""
+    text = config.read_text()
+    if "[sharing]" not in text:
+        config.write_text(text.rstrip() + "\n" + TOTALS_ONLY)
 
 
 def totals_from_arrays(owner, direction, nbytes) -> Totals:
@@ -320,6 +333,7 @@ def _save_replay(directory: Path, replay: Replay) -> None:
 
 def load_replay(directory: Path) -> Replay:
     meta = json.loads((directory / "replay.json").read_text())
+    totals_only_report(directory / "egress.toml")
     truth = {(o, d): b for o, d, b in json.loads((directory / "truth.json").read_text())}
     return Replay(
         meta["name"],
