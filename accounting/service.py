@@ -20,6 +20,7 @@ Why this survives what it must (see docs/architecture.md):
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import threading
@@ -233,6 +234,7 @@ class CollectorService:
 
     # -- main loop ---------------------------------------------------------------------
     def run(self, stop: threading.Event, reload: threading.Event | None = None) -> None:
+        gc.freeze()  # start-up objects are never garbage: later collections skip them
         interval = self.config.collector.flush_seconds
         next_flush = time.monotonic() + interval
         while not stop.is_set():

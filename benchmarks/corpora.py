@@ -58,6 +58,26 @@ def load_members(path: Path) -> list[SynthMember]:
     return [SynthMember(i, n, tuple(p)) for i, n, p in json.loads(path.read_text())]
 
 
+def sharing_block(compare: tuple[str, ...]) -> str:
+    """The [sharing] table that limits the rules a report computes side by side."""
+    return "\n[sharing]\ncompare = [" + ", ".join(f'"{r}"' for r in compare) + "]\n"
+
+
+TOTALS_ONLY = ("volume",)
+
+
+def set_report_rules(config: Path, compare: tuple[str, ...] | None) -> None:
+    """Make a cached case's egress.toml compute ``compare`` side by side (None: egress's
+    default, every rule); see egress_config."""
+    text = config.read_text()
+    head, sep, _old = text.partition("\n[sharing]\ncompare = ")
+    if sep:
+        text = head.rstrip() + "\n"
+    if compare is not None:
+        text = text.rstrip() + "\n" + sharing_block(compare)
+    config.write_text(text)
+
+
 def egress_config(
     members: list[SynthMember],
     database: Path | str,
@@ -67,16 +87,16 @@ def egress_config(
     state_dir: Path | str | None = None,
     flush_seconds: float | None = None,
     workers: int | None = None,
-    totals_only: bool = True,
+    compare: tuple[str, ...] | None = TOTALS_ONLY,
 ) -> str:
     """egress.toml: the synthetic members, the routers allowed, and (for ``egress
     collect``) where to listen. Keys of [collector] and [[exporters]] as in
-    accounting/collector_config.py. ``totals_only``: the report computes the volume rule
-    only (the benchmarks read its totals; the other rules, Shapley above all, would only
-    add time); False keeps egress's default of every rule side by side."""
+    accounting/collector_config.py. ``compare``: the rules a report computes side by side;
+    by default the volume rule only (the benchmarks read its totals; the other rules,
+    Shapley above all, would only add time); None keeps egress's default, every rule."""
     text = config_text(members, str(database))
     head, sep, rest = text.partition("\n[[members]]")
-    extra = TOTALS_ONLY.rstrip().split("\n") if totals_only else []
+    extra = sharing_block(compare).rstrip().split("\n") if compare is not None else []
     if listen is not None:
         extra += ["", "[collector]", "listen = [" + ", ".join(f'"{a}"' for a in listen) + "]"]
         extra.append("receive_buffer_bytes = 67108864")
@@ -89,16 +109,6 @@ def egress_config(
     for a in exporters:
         extra += ["", "[[exporters]]", f'address = "{a}"']
     return head.rstrip() + "\n" + "\n".join(extra) + "\n" + sep + rest
-
-
-TOTALS_ONLY = '\n[sharing]\ncompare = ["volume"]\n'
-
-
-def totals_only_report(config: Path) -> None:
-    """Make a cached case's egress.toml compute the volume rule only (see egress_config)."""
-    text = config.read_text()
-    if "[sharing]" not in text:
-        config.write_text(text.rstrip() + "\n" + TOTALS_ONLY)
 
 
 def totals_from_arrays(owner, direction, nbytes) -> Totals:
@@ -333,7 +343,7 @@ def _save_replay(directory: Path, replay: Replay) -> None:
 
 def load_replay(directory: Path) -> Replay:
     meta = json.loads((directory / "replay.json").read_text())
-    totals_only_report(directory / "egress.toml")
+    set_report_rules(directory / "egress.toml", TOTALS_ONLY)
     truth = {(o, d): b for o, d, b in json.loads((directory / "truth.json").read_text())}
     return Replay(
         meta["name"],

@@ -439,13 +439,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step-seconds", type=float, default=None, help="15 (quick: 1)")
     parser.add_argument("--probe-seconds", type=float, default=None, help="3 (quick: 1)")
     parser.add_argument("--reps", type=int, default=None, help="3 (quick: 1)")
-    parser.add_argument("--start", type=float, default=20_000, help="first probe rate, dg/s")
+    parser.add_argument("--start", type=float, default=30_000, help="first probe rate, dg/s")
     parser.add_argument("--no-netns", action="store_true", help="run in the host namespace")
     parser.add_argument(
         "--budget-minutes",
         type=float,
         default=None,
-        help="no step starts after this (default 13; quick: 2); what is left is reported as not run",
+        help="no step starts after this (default 15; quick: 2); what is left is reported as not run",
     )
     args = parser.parse_args(argv)
     if not args.no_netns and not _in_private_netns():
@@ -474,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     def log(text: str) -> None:
         print(f"[{time.monotonic() - began:6.1f} s] {text}", flush=True)
 
-    budget = args.budget_minutes or (2.0 if quick else 13.0)
+    budget = args.budget_minutes or (2.0 if quick else 15.0)
     runner = Runner(workdir, log, time.monotonic() + 60 * budget)
     ceilings: dict[str, Stat | None] = {}
     searches: list[Search] = []
