@@ -27,6 +27,7 @@ import subprocess
 import sys
 
 from benchmarks import accuracy, bench_registry, bench_v5, live, scaling
+from benchmarks.common import wait_child
 
 
 def _decode(argv: list[str]) -> int:
@@ -60,17 +61,7 @@ def _run_suite(suite: str, rest: list[str]) -> int:
     """One suite in a fresh process, so that its timings and memory figures do not depend
     on what ran before it (one process for all measured the last suites with the heap of
     the first: 1.3 GB of peak RSS in the billing steps, decoding 30 % slower)."""
-    proc = subprocess.Popen([sys.executable, "-m", "benchmarks", suite, *rest])
-    try:
-        return proc.wait()
-    except BaseException:  # SIGTERM or Ctrl-C: let the suite stop its receivers
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        raise
+    return wait_child(subprocess.Popen([sys.executable, "-m", "benchmarks", suite, *rest]))
 
 
 def _exit_on_sigterm(signum: int, _frame) -> None:

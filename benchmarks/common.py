@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -110,6 +111,21 @@ class PeakMemory:
         self._thread.join()
         self.peak_anon_kb = max(self.peak_anon_kb, self._status("RssAnon"))
         self.peak_rss_kb = self._status("VmHWM")
+
+
+def wait_child(proc: subprocess.Popen) -> int:
+    """Wait for a child benchmark; on SIGTERM or Ctrl-C here, pass SIGTERM on so that it
+    stops its receivers and restores what it changed (killed after 60 s)."""
+    try:
+        return proc.wait()
+    except BaseException:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
 
 
 def run_json(args: list[str]) -> dict:

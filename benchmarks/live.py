@@ -38,14 +38,13 @@ import math
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.common import WORK_DIR, Stat, machine, write_section
+from benchmarks.common import WORK_DIR, Stat, machine, wait_child, write_section
 from benchmarks.corpora import LiveStream, live_stream
 from benchmarks.peers import (
     ERROR_COUNTERS,
@@ -388,19 +387,9 @@ def _reexec_in_netns(argv: list[str]) -> int | None:
         env = {**os.environ, "EGRESS_BENCH_NETNS": "1", "EGRESS_BENCH_RMEM_WAS": old}
         cmd = [sys.executable, "-m", "benchmarks", "live", *argv]
         script = 'ip link set lo up && exec "$@"'
-        child = subprocess.Popen(
-            ["unshare", "--net", "--", "sh", "-c", script, "sh", *cmd], env=env
+        return wait_child(
+            subprocess.Popen(["unshare", "--net", "--", "sh", "-c", script, "sh", *cmd], env=env)
         )
-        try:
-            return child.wait()
-        except BaseException:  # SIGTERM or Ctrl-C: let the child stop its receivers
-            child.send_signal(signal.SIGTERM)
-            try:
-                child.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-            raise
     finally:
         RMEM_MAX.write_text(old)
 
