@@ -215,7 +215,7 @@ def bin_usage(
             np.int64(lo),
             cube,
         )
-        parts.append(_cube_to_rows(cube, lo, bin_ms))
+        parts.append(UsageRows.from_cube(cube, lo, bin_ms))
     return parts[0] if len(parts) == 1 else UsageRows.combine(parts)
 
 
@@ -230,19 +230,6 @@ def _time_groups(first_bin: np.ndarray, span_bins: int, window: int) -> list[np.
     key = (first_bin[order] - first_bin[order[0]]) // stride
     cuts = np.flatnonzero(np.diff(key)) + 1
     return np.split(order, cuts)
-
-
-def _cube_to_rows(cube: np.ndarray, bin0: int, bin_ms: int) -> UsageRows:
-    rel_bin, owner, direction = np.nonzero(cube.any(axis=3))
-    values = cube[rel_bin, owner, direction]
-    return UsageRows(
-        (rel_bin.astype(np.int64) + bin0) * bin_ms,
-        owner.astype(np.int32),
-        direction.astype(np.int8),
-        np.ascontiguousarray(values[:, kernels.METRIC_BYTES]),
-        np.ascontiguousarray(values[:, kernels.METRIC_PACKETS]),
-        np.ascontiguousarray(values[:, kernels.METRIC_FLOWS]),
-    )
 
 
 def attribute(
@@ -338,7 +325,7 @@ def attribute(
                 np.int64(lo),
                 cube,
             )
-        parts.append(_cube_to_rows(cube, lo, bin_ms))
+        parts.append(UsageRows.from_cube(cube, lo, bin_ms))
     return parts[0] if len(parts) == 1 else UsageRows.combine(parts)
 
 

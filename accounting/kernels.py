@@ -21,13 +21,11 @@ from __future__ import annotations
 import numpy as np
 
 from accounting._jit import inline_kernel, kernel
+from accounting.usage import METRIC_BYTES, METRIC_FLOWS, METRIC_PACKETS
 
 DIR_IN = 0
 DIR_OUT = 1
 DIR_NONE = 2
-METRIC_BYTES = 0
-METRIC_PACKETS = 1
-METRIC_FLOWS = 2
 INT64_MAX = np.iinfo(np.int64).max
 
 

@@ -9,6 +9,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# The last axis of a usage cube (bin, owner row, direction, metric), as the kernels fill it.
+METRIC_BYTES = 0
+METRIC_PACKETS = 1
+METRIC_FLOWS = 2
+
 
 @dataclass(frozen=True, slots=True)
 class UsageRows:
@@ -23,6 +28,21 @@ class UsageRows:
 
     def __len__(self) -> int:
         return len(self.bin_start_ms)
+
+    @staticmethod
+    def from_cube(cube: np.ndarray, bin0: int, bin_ms: int) -> UsageRows:
+        """The cells of a (bin, owner row, direction, metric) cube with any count; bin 0
+        of the cube is absolute bin ``bin0``."""
+        rel_bin, owner, direction = np.nonzero(cube.any(axis=3))
+        values = cube[rel_bin, owner, direction]
+        return UsageRows(
+            (rel_bin.astype(np.int64) + bin0) * bin_ms,
+            owner.astype(np.int32),
+            direction.astype(np.int8),
+            np.ascontiguousarray(values[:, METRIC_BYTES]),
+            np.ascontiguousarray(values[:, METRIC_PACKETS]),
+            np.ascontiguousarray(values[:, METRIC_FLOWS]),
+        )
 
     @staticmethod
     def empty() -> UsageRows:
@@ -89,9 +109,9 @@ class UsageAccumulator:
         cube = self._cube
         flat = (((bins - self._bin0) * cube.shape[1] + rows.owner) * 3 + rows.direction) * 3
         view = cube.reshape(-1)
-        np.add.at(view, flat, rows.bytes)
-        np.add.at(view, flat + 1, rows.packets)
-        np.add.at(view, flat + 2, rows.flows)
+        np.add.at(view, flat + METRIC_BYTES, rows.bytes)
+        np.add.at(view, flat + METRIC_PACKETS, rows.packets)
+        np.add.at(view, flat + METRIC_FLOWS, rows.flows)
 
     def _fit(self, lo: int, hi: int, owners: int) -> bool:
         """Grow the cube to cover bins lo..hi and ``owners`` owner rows; False if too big."""
@@ -115,15 +135,5 @@ class UsageAccumulator:
 
     def rows(self) -> UsageRows:
         """Everything added so far, one row per (bin, owner, direction) with any count."""
-        cube = self._cube
-        rel_bin, owner, direction = np.nonzero(cube.any(axis=3))
-        values = cube[rel_bin, owner, direction]
-        dense = UsageRows(
-            (rel_bin.astype(np.int64) + self._bin0) * self.bin_ms,
-            owner.astype(np.int32),
-            direction.astype(np.int8),
-            np.ascontiguousarray(values[:, 0]),
-            np.ascontiguousarray(values[:, 1]),
-            np.ascontiguousarray(values[:, 2]),
-        )
+        dense = UsageRows.from_cube(self._cube, self._bin0, self.bin_ms)
         return UsageRows.combine([dense, *self._aside]) if self._aside else dense
