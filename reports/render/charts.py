@@ -188,6 +188,23 @@ def _rate(series: MonthSeries, values) -> np.ndarray:
     return np.asarray(values, dtype=np.float64) * 8 / series.bin_seconds
 
 
+def _rates_and_percentiles(
+    ax: Axes,
+    times: np.ndarray,
+    rates: tuple[np.ndarray, np.ndarray],
+    percentiles: tuple[float, float],
+    labels: tuple[str, str],
+    scale: float,
+    texts: Mapping[str, str],
+) -> None:
+    """The in and out rates per bin, each with its percentile as a dashed line of its colour
+    (the aggregate chart and a member's chart draw the same pair)."""
+    for rate, name, color in zip(rates, ("in", "out"), (IN_COLOR, OUT_COLOR), strict=True):
+        ax.plot(times, rate / scale, color=color, linewidth=0.6, label=texts[name])
+    for level, label, color in zip(percentiles, labels, (IN_COLOR, OUT_COLOR), strict=True):
+        ax.axhline(level / scale, color=color, linestyle="--", linewidth=1, label=label)
+
+
 def draw_aggregate(
     ax: Axes, report: MonthlyReport, series: MonthSeries, lang: str = "en", salt: str = ""
 ) -> None:
@@ -206,21 +223,14 @@ def draw_aggregate(
     commit_bps = None if commit is None else float(commit) * 1e6
     lines = [p95_in, p95_out] + ([] if commit_bps is None else [commit_bps])
     unit, scale = _scale(ax, [rate_in, rate_out], lines, texts)
-    ax.plot(times, rate_in / scale, color=IN_COLOR, linewidth=0.6, label=texts["in"])
-    ax.plot(times, rate_out / scale, color=OUT_COLOR, linewidth=0.6, label=texts["out"])
-    ax.axhline(
-        p95_in / scale,
-        color=IN_COLOR,
-        linestyle="--",
-        linewidth=1,
-        label=texts["p95_in"].format(p=p),
-    )
-    ax.axhline(
-        p95_out / scale,
-        color=OUT_COLOR,
-        linestyle="--",
-        linewidth=1,
-        label=texts["p95_out"].format(p=p),
+    _rates_and_percentiles(
+        ax,
+        times,
+        (rate_in, rate_out),
+        (p95_in, p95_out),
+        (texts["p95_in"].format(p=p), texts["p95_out"].format(p=p)),
+        scale,
+        texts,
     )
     if commit_bps is not None:
         ax.axhline(
@@ -372,21 +382,14 @@ def draw_member(
     own_in = float(report.bps(line.p95_in_bytes))
     own_out = float(report.bps(line.p95_out_bytes))
     unit, scale = _scale(ax, [rate_in, rate_out], [own_in, own_out], texts)
-    ax.plot(times, rate_in / scale, color=IN_COLOR, linewidth=0.6, label=texts["in"])
-    ax.plot(times, rate_out / scale, color=OUT_COLOR, linewidth=0.6, label=texts["out"])
-    ax.axhline(
-        own_in / scale,
-        color=IN_COLOR,
-        linestyle="--",
-        linewidth=1,
-        label=texts["own_p95_in"].format(p=p),
-    )
-    ax.axhline(
-        own_out / scale,
-        color=OUT_COLOR,
-        linestyle="--",
-        linewidth=1,
-        label=texts["own_p95_out"].format(p=p),
+    _rates_and_percentiles(
+        ax,
+        times,
+        (rate_in, rate_out),
+        (own_in, own_out),
+        (texts["own_p95_in"].format(p=p), texts["own_p95_out"].format(p=p)),
+        scale,
+        texts,
     )
     billed_bin = report.bill.billed_bins["billed"]
     if billed_bin is not None:
