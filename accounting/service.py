@@ -101,8 +101,7 @@ class _InFlight:
     """A flush whose commit runs on the commit thread."""
 
     future: Future
-    segment: int  # the first journal segment it does not cover
-    rows: int
+    payload: FlushPayload
     started: float
 
 
@@ -264,13 +263,10 @@ class CollectorService:
         kept for later). A background flush still running is finished first."""
         self.finish_background_flush(block=True)
         started = time.monotonic()
-        prepared = self._prepare_flush(force)
-        if prepared is None:
+        payload = self._prepare_flush(force)
+        if payload is None:
             return True
-        payload, segment = prepared
-        return self._complete_flush(
-            self.committer(payload, wait_seconds), segment, len(payload.usage), started
-        )
+        return self._complete_flush(self.committer(payload, wait_seconds), payload, started)
 
     def start_background_flush(self, wait_seconds: float) -> None:
         """Prepare a flush here and commit it on the commit thread, so that receiving goes
@@ -280,12 +276,11 @@ class CollectorService:
         taken when a flush is prepared), so a failed commit simply leaves it for the next.
         """
         started = time.monotonic()
-        prepared = self._prepare_flush(force=False)
-        if prepared is None:
+        payload = self._prepare_flush(force=False)
+        if payload is None:
             return
-        payload, segment = prepared
         future = self._commit_thread.submit(self.committer, payload, wait_seconds)
-        self.inflight = _InFlight(future, segment, len(payload.usage), started)
+        self.inflight = _InFlight(future, payload, started)
 
     def finish_background_flush(self, *, block: bool) -> bool | None:
         """Account for the background flush once its commit is done (wait for it when
@@ -299,9 +294,9 @@ class CollectorService:
         except Exception as exc:  # the committer's own failure: keep the data, say why
             log.exception("flush failed")
             error = f"{type(exc).__name__}: {exc}"
-        return self._complete_flush(error, inflight.segment, inflight.rows, inflight.started)
+        return self._complete_flush(error, inflight.payload, inflight.started)
 
-    def _prepare_flush(self, force: bool) -> tuple[FlushPayload, int] | None:
+    def _prepare_flush(self, force: bool) -> FlushPayload | None:
         """Close the journal segment and take everything not yet committed into a payload
         (None when there is nothing new)."""
         if (
@@ -342,12 +337,11 @@ class CollectorService:
             seen=dict(pending.seen),
             checkpoint=Checkpoint(self.name, segment, json.dumps(self.decoder.snapshot())),
         )
-        return payload, segment
+        return payload
 
-    def _complete_flush(self, error: str | None, segment: int, rows: int, started: float) -> bool:
+    def _complete_flush(self, error: str | None, payload: FlushPayload, started: float) -> bool:
         """After a commit: on success forget what it wrote and the journal before it; on
         failure keep both for the next flush."""
-        pending = self.pending
         if error is not None:
             self.metrics.inc("egress_flush_failures_total")
             if self.busy_since is None:
@@ -357,27 +351,27 @@ class CollectorService:
                 log.warning(
                     "database unavailable for %.0f s, still holding %d datagrams: %s",
                     time.monotonic() - self.busy_since,
-                    pending.datagrams,
+                    payload.datagrams,
                     error,
                 )
                 self.busy_since = time.monotonic()
             return False
-        self.journal.delete_before(segment)
+        self.journal.delete_before(payload.checkpoint.journal_segment)
         self.busy_since = None
         self.last_flush_ok = time.time()
         elapsed = time.monotonic() - started
         self.metrics.inc("egress_flushes_total")
-        self.metrics.inc("egress_flows_committed_total", pending.flows)
-        for reason, count in pending.dropped.items():
+        self.metrics.inc("egress_flows_committed_total", payload.flows)
+        for reason, count in payload.dropped.items():
             self.metrics.inc("egress_dropped_total", count, reason=reason.split(":", 1)[0])
         self.metrics.set("egress_last_flush_timestamp_seconds", self.last_flush_ok)
         self.metrics.set("egress_last_flush_duration_seconds", elapsed)
         log.info(
             "flush committed (%s): %d datagrams, %d flows, %d usage rows in %.3f s",
             self.name,
-            pending.datagrams,
-            pending.flows,
-            rows,
+            payload.datagrams,
+            payload.flows,
+            len(payload.usage),
             elapsed,
         )
         self.pending = _Pending()
