@@ -45,6 +45,7 @@ from accounting.sharing import (
     billed,
     prepare_usage,
 )
+from benchmarks.common import proc_status_kb
 
 BIN_SECONDS = 300
 
@@ -85,20 +86,11 @@ class Peak:
         return self
 
     def __exit__(self, *exc):
-        self.mib = float("nan")
-        try:
-            for line in Path("/proc/self/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    self.mib = int(line.split()[1]) / 1024
-        except OSError:
-            pass
+        self.mib = proc_status_kb("VmHWM") / 1024 or float("nan")
 
 
 def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    return proc_status_kb("VmRSS") / 1024 or float("nan")
 
 
 CPU = []  # CPU seconds (all threads) of the runs of the last timed() call

@@ -78,6 +78,17 @@ def write_section(name: str, body: str) -> None:
     RESULTS.write_text(text, encoding="utf-8")
 
 
+def proc_status_kb(field: str) -> int:
+    """A kB field of /proc/self/status (VmRSS, VmHWM, RssAnon...); 0 where unavailable."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 class PeakMemory:
     """Samples this process's anonymous resident memory (RssAnon) every 20 ms.
 
@@ -90,16 +101,9 @@ class PeakMemory:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    @staticmethod
-    def _status(field: str) -> int:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-        return 0
-
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak_anon_kb = max(self.peak_anon_kb, self._status("RssAnon"))
+            self.peak_anon_kb = max(self.peak_anon_kb, proc_status_kb("RssAnon"))
             time.sleep(0.02)
 
     def __enter__(self) -> PeakMemory:
@@ -109,8 +113,8 @@ class PeakMemory:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak_anon_kb = max(self.peak_anon_kb, self._status("RssAnon"))
-        self.peak_rss_kb = self._status("VmHWM")
+        self.peak_anon_kb = max(self.peak_anon_kb, proc_status_kb("RssAnon"))
+        self.peak_rss_kb = proc_status_kb("VmHWM")
 
 
 def wait_child(proc: subprocess.Popen) -> int:
