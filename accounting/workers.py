@@ -145,6 +145,7 @@ def run_workers(config: Config, stop: threading.Event, reload: threading.Event |
         orphan = CollectorService(config, name=name, listener=NullListener(), metrics=metrics)
         try:
             orphan.recover()
+            orphan.journal.remove_spares()  # this journal is never written again
         finally:
             orphan.close()
         Path(orphan.journal.directory).rmdir() if not any(

@@ -4,15 +4,30 @@ Every batch the collector reads from its sockets is appended here before it is d
 (one ``writev`` per batch: a killed process leaves whole records, or a torn last one that
 replay detects and skips). At each flush the collector rotates to a new segment and
 commits, in the same database transaction as the usage, the number of the first segment
-not yet accounted; segments before it are then deleted. After ``kill -9`` the collector
+not yet accounted; segments before it are then retired. After ``kill -9`` the collector
 replays the segments from that number: nothing it had read is lost, nothing is counted
 twice.
 
+Retired segments are recycled, as database write-ahead logs do: up to ``SPARES`` of them
+are renamed ``NNNNNNNNNNNN.spare`` and the next segments are written over them from the
+start. Writing over blocks that are allocated and pages that are cached costs a copy;
+appending to a fresh file costs block allocation and page set-up, which measured ~2.9 µs
+per 1,464-byte datagram on ext4 here against ~0.15 µs for the overwrite. A recycled file
+still holds older records after what was written since: each record carries its segment
+number in its header and trailer, and replay stops at the first record of another
+segment. Segment numbers never repeat while a spare exists (a new journal numbers after
+the highest segment or spare), so a stale record can never pass for a current one. Each
+write also puts an end marker after its record (the next write covers it), so replay can
+tell the clean end of a segment from a write cut short by the crash (counted as torn).
+
 Segment files ``NNNNNNNNNNNN.seg`` hold records:
-  header  "EGJ1" | n:u32 | payload bytes:u64
+  header  "EGJ2" | n:u32 | payload bytes:u64 | segment:u64
   index   lengths u32[n] | sources u64[n,2] | ports u16[n] | arrival ns i64[n]
   payload the n datagrams back to back
-  trailer "EGJ$" | record length:u64
+  trailer "EGJ$" | record length:u64 | segment:u64
+and, after the last record, the end marker "EGJ." | segment:u64.
+Records of format 1 (``EGJ1``, no segment number, written before recycling existed) are
+still read from files that hold nothing else; such files are never recycled.
 """
 
 from __future__ import annotations
@@ -21,20 +36,31 @@ import os
 import struct
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from collector.datagrams import DatagramBatch
 
-MAGIC = b"EGJ1"
+MAGIC = b"EGJ2"
+MAGIC_V1 = b"EGJ1"
 TRAILER = b"EGJ$"
-HEADER = struct.Struct("<4sIQ")
-TRAILER_STRUCT = struct.Struct("<4sQ")
+END = b"EGJ."
+HEADER = struct.Struct("<4sIQQ")
+TRAILER_STRUCT = struct.Struct("<4sQQ")
+END_STRUCT = struct.Struct("<4sQ")
+HEADER_V1 = struct.Struct("<4sIQ")
+TRAILER_V1 = struct.Struct("<4sQ")
 INDEX_BYTES_PER_DATAGRAM = 4 + 16 + 2 + 8
+SPARES = 2  # retired segments kept for reuse
 
 
 def _segment_name(number: int) -> str:
     return f"{number:012d}.seg"
+
+
+def _spare_name(number: int) -> str:
+    return f"{number:012d}.spare"
 
 
 class Journal:
@@ -43,19 +69,31 @@ class Journal:
     def __init__(self, directory: Path | str) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        existing = self.segments()
-        self.current = (existing[-1] + 1) if existing else 1
+        numbers = self.segments() + self.spares()
+        self.current = max(numbers) + 1 if numbers else 1
+        self._position = 0  # where the next record goes in the open segment
         self._fd = self._open(self.current)
         self.bytes_written = 0
         self.appended_since_rotate = 0
         self.torn_records = 0
 
     def segments(self) -> list[int]:
-        return sorted(int(p.stem) for p in self.directory.glob("*.seg") if p.stem.isdigit())
+        return _numbered(self.directory, ".seg")
+
+    def spares(self) -> list[int]:
+        return _numbered(self.directory, ".spare")
 
     def _open(self, number: int) -> int:
+        """Open segment ``number`` for writing from its start: a spare renamed, else new."""
         path = self.directory / _segment_name(number)
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        spares = self.spares()
+        if spares:
+            os.rename(self.directory / _spare_name(spares[0]), path)
+            fd = os.open(path, os.O_WRONLY)
+        else:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.pwrite(fd, END_STRUCT.pack(END, number), 0)
+        return fd
 
     def append(self, batch: DatagramBatch) -> None:
         """Write one batch as one record (a single writev)."""
@@ -73,14 +111,16 @@ class Journal:
         )
         size = HEADER.size + len(index) + len(payload) + TRAILER_STRUCT.size
         parts = [
-            HEADER.pack(MAGIC, n, len(payload)),
+            HEADER.pack(MAGIC, n, len(payload), self.current),
             index,
             payload,
-            TRAILER_STRUCT.pack(TRAILER, size),
+            TRAILER_STRUCT.pack(TRAILER, size, self.current),
+            END_STRUCT.pack(END, self.current),
         ]
-        written = os.writev(self._fd, parts)
-        if written != size:  # a full disk: say so loudly rather than lose data silently
+        written = os.pwritev(self._fd, parts, self._position)
+        if written != size + END_STRUCT.size:  # a full disk: say so rather than lose data
             raise OSError(f"journal {self.directory}: short write ({written} of {size} bytes)")
+        self._position += size
         self.bytes_written += size
         self.appended_since_rotate += 1
 
@@ -89,17 +129,29 @@ class Journal:
         os.close(self._fd)
         self.appended_since_rotate = 0
         self.current += 1
+        self._position = 0
         self._fd = self._open(self.current)
         return self.current
 
     def delete_before(self, number: int) -> int:
-        """Remove the segments numbered below ``number`` (they are committed)."""
-        removed = 0
+        """Retire the segments numbered below ``number`` (they are committed): keep up to
+        ``SPARES`` for reuse, remove the rest. Returns how many were retired."""
+        retired = 0
         for seg in self.segments():
-            if seg < number:
-                (self.directory / _segment_name(seg)).unlink(missing_ok=True)
-                removed += 1
-        return removed
+            if seg >= number:
+                continue
+            path = self.directory / _segment_name(seg)
+            if len(self.spares()) < SPARES and _recyclable(path):
+                path.rename(self.directory / _spare_name(seg))
+            else:
+                path.unlink(missing_ok=True)
+            retired += 1
+        return retired
+
+    def remove_spares(self) -> None:
+        """Delete the spare files (a journal that will not be written again)."""
+        for spare in self.spares():
+            (self.directory / _spare_name(spare)).unlink(missing_ok=True)
 
     def size_bytes(self) -> int:
         return sum((self.directory / _segment_name(s)).stat().st_size for s in self.segments())
@@ -112,45 +164,82 @@ class Journal:
         last = self.current - 1 if last_segment is None else last_segment
         for seg in self.segments():
             if first_segment <= seg <= last:
-                yield from self._read_segment(self.directory / _segment_name(seg))
+                with open(self.directory / _segment_name(seg), "rb") as f:
+                    yield from self._read_segment(f, seg)
 
-    def _read_segment(self, path: Path) -> Iterator[DatagramBatch]:
-        data = path.read_bytes()
-        pos = 0
-        while pos < len(data):
-            if pos + HEADER.size > len(data):
+    def _read_segment(self, f: BinaryIO, number: int) -> Iterator[DatagramBatch]:
+        """Records of segment ``number`` from its start, up to its end marker, the end of
+        the file, or the first record that is torn (counted)."""
+        version = None
+        while True:
+            head = f.read(HEADER.size)
+            if not head:
+                return
+            magic = head[:4]
+            if magic == END and len(head) >= END_STRUCT.size:
+                if END_STRUCT.unpack_from(head)[1] != number:
+                    self.torn_records += 1
+                return
+            if magic == MAGIC and version in (None, 2) and len(head) == HEADER.size:
+                _, n, payload_len, segment = HEADER.unpack(head)
+                if segment != number:
+                    return  # a spare's old record: killed before this segment's first write
+                header_size, trailer = HEADER.size, TRAILER_STRUCT
+            elif magic == MAGIC_V1 and version in (None, 1) and len(head) >= HEADER_V1.size:
+                _, n, payload_len = HEADER_V1.unpack(head[: HEADER_V1.size])
+                header_size, trailer = HEADER_V1.size, TRAILER_V1
+                f.seek(HEADER_V1.size - len(head), os.SEEK_CUR)
+            else:
                 self.torn_records += 1
                 return
-            magic, n, payload_len = HEADER.unpack_from(data, pos)
+            version = 2 if magic == MAGIC else 1
             index_len = n * INDEX_BYTES_PER_DATAGRAM
-            size = HEADER.size + index_len + payload_len + TRAILER_STRUCT.size
-            if magic != MAGIC or pos + size > len(data):
+            size = header_size + index_len + payload_len + trailer.size
+            body = f.read(size - header_size)
+            if len(body) != size - header_size:
                 self.torn_records += 1
                 return
-            trailer, recorded = TRAILER_STRUCT.unpack_from(data, pos + size - TRAILER_STRUCT.size)
-            if trailer != TRAILER or recorded != size:
+            tail = trailer.unpack_from(body, len(body) - trailer.size)
+            if tail[0] != TRAILER or tail[1] != size or (version == 2 and tail[2] != number):
                 self.torn_records += 1
                 return
-            at = pos + HEADER.size
-            lengths = np.frombuffer(data, "<u4", n, at).astype(np.int64)
-            at += 4 * n
-            sources = np.frombuffer(data, "<u8", 2 * n, at).reshape(n, 2).astype(np.uint64)
-            at += 16 * n
-            ports = np.frombuffer(data, "<u2", n, at).astype(np.uint16)
-            at += 2 * n
-            times = np.frombuffer(data, "<i8", n, at).astype(np.int64)
-            at += 8 * n
-            buffer = np.frombuffer(data, np.uint8, payload_len, at)
-            offsets = np.zeros(n, np.int64)
-            if n > 1:
-                offsets[1:] = np.cumsum(lengths[:-1])
-            yield DatagramBatch(buffer, offsets, lengths, sources, ports, times)
-            pos += size
+            yield _batch_from_record(body, n, payload_len)
 
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def _numbered(directory: Path, suffix: str) -> list[int]:
+    return sorted(int(p.stem) for p in directory.glob("*" + suffix) if p.stem.isdigit())
+
+
+def _recyclable(path: Path) -> bool:
+    """Only files written in the current format are reused (see the module docstring)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == MAGIC
+    except OSError:
+        return False
+
+
+def _batch_from_record(body: bytes, n: int, payload_len: int) -> DatagramBatch:
+    """A record's index and payload (``body``: the record after its header)."""
+    at = 0
+    lengths = np.frombuffer(body, "<u4", n, at).astype(np.int64)
+    at += 4 * n
+    sources = np.frombuffer(body, "<u8", 2 * n, at).reshape(n, 2).astype(np.uint64)
+    at += 16 * n
+    ports = np.frombuffer(body, "<u2", n, at).astype(np.uint16)
+    at += 2 * n
+    times = np.frombuffer(body, "<i8", n, at).astype(np.int64)
+    at += 8 * n
+    buffer = np.frombuffer(body, np.uint8, payload_len, at)
+    offsets = np.zeros(n, np.int64)
+    if n > 1:
+        offsets[1:] = np.cumsum(lengths[:-1])
+    return DatagramBatch(buffer, offsets, lengths, sources, ports, times)
 
 
 def _contiguous_payload(batch: DatagramBatch) -> memoryview | bytes:

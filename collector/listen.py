@@ -35,6 +35,15 @@ SLOT_BYTES = 16_384  # longest datagram the recvmmsg path takes (head + tail slo
 HEAD_BYTES = 2_048  # the dense part of a slot: a usual export datagram fits it whole
 RECVMMSG_VLEN = 1024
 MAX_BATCH_DATAGRAMS = 4096
+# Lingering for a fuller batch (recvmmsg path): up to LINGER_BATCH datagrams, for at most
+# LINGER_MAX_SECONDS, and never longer than the socket buffer could hold at
+# LINGER_WORST_RATE datagrams/s of LINGER_WORST_TRUESIZE bytes each (the kernel charges a
+# datagram's whole buffer, ~2-4 KiB on loopback for a 1,500-byte one, to the socket).
+LINGER_BATCH = 4096
+LINGER_MAX_SECONDS = 0.020
+LINGER_STEP_SECONDS = 0.0005
+LINGER_WORST_RATE = 400_000
+LINGER_WORST_TRUESIZE = 4096
 PACKED_RING = 4
 MAX_DATAGRAM = 65_535
 SO_REUSEPORT = getattr(socket, "SO_REUSEPORT", 15)
@@ -81,15 +90,18 @@ class UdpListener:
         self.receive_buffer_bytes = [
             s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) for s in self.sockets
         ]
+        self.linger_seconds = linger_budget(min(self.receive_buffer_bytes, default=0))
         self._multi = (
             MultiReceiver(
-                vlen=RECVMMSG_VLEN, head_bytes=HEAD_BYTES, tail_bytes=SLOT_BYTES - HEAD_BYTES
+                MAX_BATCH_DATAGRAMS,
+                vlen=RECVMMSG_VLEN,
+                head_bytes=HEAD_BYTES,
+                tail_bytes=SLOT_BYTES - HEAD_BYTES,
             )
             if recvmmsg_available()
             else None
         )
         self.truncated = 0  # datagrams longer than SLOT_BYTES (recvmmsg path), dropped
-        self._slabs: list[np.ndarray] = []
         self._packed: list[np.ndarray] = []
         self._packed_turn = 0
 
@@ -174,16 +186,6 @@ class UdpListener:
             np.array(times, dtype=np.int64),
         )
 
-    def _slabs_for(self) -> tuple[np.ndarray, np.ndarray]:
-        """The head and tail slabs, allocated once and reused (fresh memory would cost a
-        page fault per datagram); batches never point into them (see _receive_many)."""
-        if not self._slabs:
-            self._slabs = [
-                np.empty(MAX_BATCH_DATAGRAMS * HEAD_BYTES, dtype=np.uint8),
-                np.empty(MAX_BATCH_DATAGRAMS * (SLOT_BYTES - HEAD_BYTES), dtype=np.uint8),
-            ]
-        return self._slabs[0], self._slabs[1]
-
     def _packed_buffer(self, size: int) -> np.ndarray:
         """A buffer from a ring of PACKED_RING reused ones (fresh memory costs a page fault
         per 4 KiB). A batch's buffer is overwritten PACKED_RING receives later: its users
@@ -200,63 +202,59 @@ class UdpListener:
         return self._packed[turn][:size]
 
     def _receive_many(self, timeout: float, max_datagrams: int) -> DatagramBatch:
-        """recvmmsg path: fixed slots, many datagrams per system call."""
+        """recvmmsg path: fill the receiver's slots from the ready sockets, linger for a
+        fuller batch while the buffers allow it, then gather them in one compiled pass."""
         ready = self._selector.select(timeout)
         if not ready:
             return _empty()
         multi = self._multi
         assert multi is not None
-        heads, tails = self._slabs_for()
         now = time.time_ns()
-        filled = 0
-        lengths, sources, ports = [], [], []
-        active = [key.fileobj.fileno() for key, _ in ready]
-        while active and filled < max_datagrams:
-            still = []
-            for fd in active:
-                got = multi.receive(fd, heads, tails, filled, max_datagrams - filled)
-                if got == 0:
-                    continue
-                pairs, port = multi.sources(got)
-                length = multi.lengths(got)
-                cut = multi.truncated(got)
-                if cut.any():
-                    self.truncated += int(cut.sum())
-                    length = np.where(cut, 0, length)
-                lengths.append(length)
-                sources.append(pairs)
-                ports.append(port)
-                filled += got
-                if filled >= max_datagrams:
-                    break
-                still.append(fd)
-            active = still
+        limit = min(max_datagrams, multi.capacity)
+        filled = self._fill([key.fd for key, _ in ready], 0, limit)
+        if filled < min(LINGER_BATCH, limit) and self.linger_seconds > 0:
+            # Every batch costs the same fixed work downstream (a journal write, decoder
+            # and kernel calls, ~0.5-1 ms in all): a few more datagrams per batch cost less
+            # than a batch each. The socket buffers hold what arrives meanwhile.
+            until = time.monotonic() + self.linger_seconds
+            fds = [s.fileno() for s in self.sockets]
+            while filled < LINGER_BATCH and time.monotonic() < until:
+                time.sleep(LINGER_STEP_SECONDS)
+                filled = self._fill(fds, filled, limit)
         if not filled:
             return _empty()
-        length = np.concatenate(lengths)
-        sources_all = np.concatenate(sources)
-        ports_all = np.concatenate(ports).astype(np.uint16)
-        keep = length > 0
-        slots = np.arange(filled, dtype=np.int64)
-        if not keep.all():
-            slots, length = slots[keep], length[keep]
-            sources_all, ports_all = sources_all[keep], ports_all[keep]
-        # Pack the payloads back to back: the slabs are reused at once, and the journal
-        # and the decoders get one contiguous buffer.
-        from collector._slabkernel import pack_slots
-
-        packed = self._packed_buffer(int(length.sum()))
-        offsets = pack_slots(
-            heads, HEAD_BYTES, tails, SLOT_BYTES - HEAD_BYTES, slots, length, packed
-        )
+        # Packed back to back: the slots are refilled at once, and the journal and the
+        # decoders get one contiguous buffer.
+        packed = self._packed_buffer(multi.received_bytes(filled))
+        got = multi.gather(filled, packed)
+        self.truncated += got.truncated
+        if not len(got.lengths):
+            return _empty()
         return DatagramBatch(
             packed,
-            offsets,
-            length,
-            sources_all,
-            ports_all,
-            np.full(len(length), now, dtype=np.int64),
+            got.offsets,
+            got.lengths,
+            got.sources,
+            got.ports,
+            np.full(len(got.lengths), now, dtype=np.int64),
         )
+
+    def _fill(self, fds: list[int], filled: int, limit: int) -> int:
+        """Receive from ``fds`` into slots ``filled``.. until each is drained or the slots
+        up to ``limit`` are full; returns the slots filled in all."""
+        multi = self._multi
+        assert multi is not None
+        active = fds
+        while active and filled < limit:
+            still = []
+            for fd in active:
+                want = min(multi.vlen, limit - filled)
+                got = multi.receive(fd, filled, want)
+                filled += got
+                if got == want and filled < limit:
+                    still.append(fd)  # more may wait: come back after the others
+            active = still
+        return filled
 
     def kernel_drops(self) -> int:
         """Datagrams the kernel dropped for our sockets since they opened (receive buffer full)."""
@@ -270,6 +268,15 @@ class UdpListener:
             sock.close()
         self.sockets = []
         self._selector.close()
+
+
+def linger_budget(receive_buffer_bytes: int) -> float:
+    """How long a receive may wait for a fuller batch: what half the socket buffer (as
+    SO_RCVBUF reports it, the kernel's doubled figure) holds at the worst rate, at most
+    LINGER_MAX_SECONDS; 0 when that is less than one sleep step (a small buffer)."""
+    seconds = receive_buffer_bytes / 2 / (LINGER_WORST_RATE * LINGER_WORST_TRUESIZE)
+    seconds = min(seconds, LINGER_MAX_SECONDS)
+    return seconds if seconds >= LINGER_STEP_SECONDS else 0.0
 
 
 def _empty() -> DatagramBatch:

@@ -1,16 +1,20 @@
 """Receive many UDP datagrams per system call with Linux recvmmsg(2), through ctypes.
 
 Python's socket module has no recvmmsg; one ``recvfrom_into`` per datagram costs about
-1.5 µs of interpreter time. Here one ctypes call fills up to ``vlen`` slots of a slab,
-and the lengths and source addresses come back as numpy arrays parsed from the kernel's
-own structures, so the per-datagram cost is the kernel's.
+1.5 µs of interpreter time. Here a batch has ``capacity`` fixed slots whose message
+headers (buffer pointers, address buffers) are prepared once, when the receiver is
+built: a receive call is one ctypes call on the headers from the first free slot on,
+with nothing to set up, and however many calls a batch took, one compiled pass
+(:meth:`MultiReceiver.gather`) reads the lengths, flags and source addresses the kernel
+wrote and packs the payloads back to back. Per datagram, what is left is the kernel's
+copy.
 
 Each datagram gets two iovecs: a *head* slot in a dense slab (2 KiB, enough for the
 usual 1,500-byte export datagram) and a *tail* slot in a sparse one for what is longer.
 The dense slab keeps the common case's memory footprint small (a 16 KiB stride cost a
 page and TLB miss per datagram); the tail slab is virtual memory that is touched only by
-long datagrams. A datagram longer than both is truncated by the kernel (MSG_TRUNC) and
-reported, never decoded.
+long datagrams. A datagram longer than both is truncated by the kernel (MSG_TRUNC),
+counted, and never decoded.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import ctypes.util
 import errno
 import os
 import socket
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -59,7 +64,7 @@ def _libc():
         return None
     lib.recvmmsg.argtypes = [
         ctypes.c_int,
-        ctypes.POINTER(_MMsgHdr),
+        ctypes.c_void_p,  # struct mmsghdr *: the address of the first free slot's header
         ctypes.c_uint,
         ctypes.c_int,
         ctypes.c_void_p,
@@ -75,57 +80,76 @@ def available() -> bool:
     return _LIBC is not None
 
 
-class MultiReceiver:
-    """Reusable recvmmsg arrays for one receive call at a time (not thread-safe)."""
+@dataclass(frozen=True, slots=True)
+class Gathered:
+    """The datagrams of the slots filled so far, packed (see :meth:`MultiReceiver.gather`)."""
 
-    def __init__(self, vlen: int = 512, head_bytes: int = 2048, tail_bytes: int = 14_336) -> None:
+    offsets: np.ndarray  # int64[n] into the packed buffer
+    lengths: np.ndarray  # int64[n]
+    sources: np.ndarray  # uint64[n, 2]: IPv6, or IPv4 mapped into ::ffff:0:0/96
+    ports: np.ndarray  # uint16[n]
+    truncated: int  # datagrams longer than a slot: dropped, to be counted by the caller
+
+
+class MultiReceiver:
+    """``capacity`` receive slots refilled batch after batch (not thread-safe).
+
+    Fill slots with :meth:`receive` (any number of calls, on any of the sockets), then
+    take them out with :meth:`gather`, which also frees every slot for the next batch.
+    """
+
+    def __init__(
+        self,
+        capacity: int = 4096,
+        *,
+        vlen: int = 1024,
+        head_bytes: int = 2048,
+        tail_bytes: int = 14_336,
+    ) -> None:
         if _LIBC is None:
             raise OSError("recvmmsg is not available")
+        self.capacity = capacity
         self.vlen = vlen
         self.head_bytes = head_bytes
         self.tail_bytes = tail_bytes
-        self.names = np.zeros((vlen, SOCKADDR_BYTES), np.uint8)
-        self.iovecs = (_IoVec * (2 * vlen))()
-        self.msgs = (_MMsgHdr * vlen)()
-        names_base = self.names.ctypes.data
+        # Allocated once and reused: fresh memory would cost a page fault per datagram.
+        self.heads = np.empty(capacity * head_bytes, dtype=np.uint8)
+        self.tails = np.empty(capacity * tail_bytes, dtype=np.uint8)
+        self.names = np.zeros((capacity, SOCKADDR_BYTES), np.uint8)
+        self._iovecs = (_IoVec * (2 * capacity))()
+        self._msgs = (_MMsgHdr * capacity)()
+        self._msgs_base = ctypes.addressof(self._msgs)
+        self._msg_size = ctypes.sizeof(_MMsgHdr)
         iov_size = ctypes.sizeof(_IoVec)
-        iov_base = ctypes.addressof(self.iovecs)
-        for i in range(vlen):
-            self.msgs[i].hdr.name = names_base + i * SOCKADDR_BYTES
-            self.msgs[i].hdr.iov = ctypes.cast(iov_base + 2 * i * iov_size, ctypes.POINTER(_IoVec))
-            self.msgs[i].hdr.iovlen = 2
-        # numpy views of the fields the kernel writes, to read them without Python loops
+        iov_base = ctypes.addressof(self._iovecs)
+        for i in range(capacity):
+            head, tail = self._iovecs[2 * i], self._iovecs[2 * i + 1]
+            head.base, head.len = self.heads.ctypes.data + i * head_bytes, head_bytes
+            tail.base, tail.len = self.tails.ctypes.data + i * tail_bytes, tail_bytes
+            hdr = self._msgs[i].hdr
+            hdr.name = self.names.ctypes.data + i * SOCKADDR_BYTES
+            hdr.namelen = SOCKADDR_BYTES
+            hdr.iov = ctypes.cast(iov_base + 2 * i * iov_size, ctypes.POINTER(_IoVec))
+            hdr.iovlen = 2
+        # numpy views of the header fields the kernel writes, read by the compiled gather
         raw = np.ctypeslib.as_array(
-            ctypes.cast(self.msgs, ctypes.POINTER(ctypes.c_uint8)),
-            (vlen * ctypes.sizeof(_MMsgHdr),),
+            ctypes.cast(self._msgs, ctypes.POINTER(ctypes.c_uint8)),
+            (capacity * self._msg_size,),
         )
-        step = ctypes.sizeof(_MMsgHdr)
-        self._namelen = raw.view(np.uint32)[_MsgHdr.namelen.offset // 4 :: step // 4][:vlen]
-        self._flags = raw.view(np.int32)[_MsgHdr.flags.offset // 4 :: step // 4][:vlen]
-        self._len = raw.view(np.uint32)[_MMsgHdr.len.offset // 4 :: step // 4][:vlen]
-        words = np.ctypeslib.as_array(
-            ctypes.cast(self.iovecs, ctypes.POINTER(ctypes.c_uint64)), (vlen * 4,)
-        ).reshape(vlen, 4)  # per message: head base, head length, tail base, tail length
-        self._head_base, self._head_len = words[:, 0], words[:, 1]
-        self._tail_base, self._tail_len = words[:, 2], words[:, 3]
+        words = self._msg_size // 4
+        self._namelen = raw.view(np.uint32)[_MsgHdr.namelen.offset // 4 :: words][:capacity]
+        self._flags = raw.view(np.int32)[_MsgHdr.flags.offset // 4 :: words][:capacity]
+        self._len = raw.view(np.uint32)[_MMsgHdr.len.offset // 4 :: words][:capacity]
 
-    def receive(
-        self, fd: int, heads: np.ndarray, tails: np.ndarray, start_slot: int, max_messages: int
-    ) -> int:
-        """Receive up to ``max_messages`` into the head/tail slots from ``start_slot``;
-        0 when none wait.
-
-        The caller reads the results with :meth:`lengths`, :meth:`sources` and
-        :meth:`truncated` for the first n messages.
-        """
-        n = min(self.vlen, max_messages)
-        k = np.arange(n, dtype=np.uint64)
-        self._head_base[:n] = heads.ctypes.data + (start_slot + k) * self.head_bytes
-        self._head_len[:n] = self.head_bytes
-        self._tail_base[:n] = tails.ctypes.data + (start_slot + k) * self.tail_bytes
-        self._tail_len[:n] = self.tail_bytes
-        self._namelen[:n] = SOCKADDR_BYTES
-        got = _LIBC.recvmmsg(fd, self.msgs, n, MSG_DONTWAIT, None)
+    def receive(self, fd: int, start_slot: int, max_messages: int) -> int:
+        """Fill up to ``max_messages`` free slots from ``start_slot`` with what waits on
+        ``fd`` (at most ``vlen`` per call); returns how many (0 when nothing waits)."""
+        n = min(self.vlen, self.capacity - start_slot, max_messages)
+        if n <= 0:
+            return 0
+        got = _LIBC.recvmmsg(
+            fd, self._msgs_base + start_slot * self._msg_size, n, MSG_DONTWAIT, None
+        )
         if got < 0:
             err = ctypes.get_errno()
             if err in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
@@ -133,31 +157,34 @@ class MultiReceiver:
             raise OSError(err, os.strerror(err))
         return got
 
-    def lengths(self, n: int) -> np.ndarray:
-        return self._len[:n].astype(np.int64)
+    def gather(self, filled: int, packed: np.ndarray) -> Gathered:
+        """Pack the first ``filled`` slots' payloads into ``packed`` (at least
+        ``filled * (head_bytes + tail_bytes)`` bytes, or the sum of the lengths) and
+        read their lengths and sources; the slots are free again afterwards."""
+        from collector._slabkernel import gather_slots
 
-    def truncated(self, n: int) -> np.ndarray:
-        return (self._flags[:n] & MSG_TRUNC) != 0
+        offsets = np.empty(filled, np.int64)
+        lengths = np.empty(filled, np.int64)
+        sources = np.empty((filled, 2), np.uint64)
+        ports = np.empty(filled, np.uint16)
+        kept, truncated = gather_slots(
+            self.names,
+            self._len,
+            self._flags,
+            self._namelen,
+            self.heads,
+            self.head_bytes,
+            self.tails,
+            self.tail_bytes,
+            filled,
+            packed,
+            offsets,
+            lengths,
+            sources,
+            ports,
+        )
+        return Gathered(offsets[:kept], lengths[:kept], sources[:kept], ports[:kept], truncated)
 
-    def sources(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """(hi, lo) address pairs (IPv4 mapped into ::ffff:0:0/96) and source ports."""
-        names = self.names[:n]
-        family = names[:, 0].astype(np.uint16) | (names[:, 1].astype(np.uint16) << 8)
-        port = (names[:, 2].astype(np.uint16) << 8) | names[:, 3].astype(np.uint16)
-        pairs = np.zeros((n, 2), np.uint64)
-        v4 = family == AF_INET
-        if v4.any():
-            a = names[v4, 4:8].astype(np.uint64)
-            pairs[v4, 1] = (
-                np.uint64(0xFFFF_0000_0000)
-                | (a[:, 0] << np.uint64(24))
-                | (a[:, 1] << np.uint64(16))
-                | (a[:, 2] << np.uint64(8))
-                | a[:, 3]
-            )
-        v6 = family == AF_INET6
-        if v6.any():
-            raw = np.ascontiguousarray(names[v6, 8:24])
-            pairs[v6, 0] = raw[:, :8].copy().view(">u8").reshape(-1).astype(np.uint64)
-            pairs[v6, 1] = raw[:, 8:].copy().view(">u8").reshape(-1).astype(np.uint64)
-        return pairs, port
+    def received_bytes(self, filled: int) -> int:
+        """Bytes the first ``filled`` slots hold (what :meth:`gather` needs to pack them)."""
+        return int(self._len[:filled].sum())

@@ -56,7 +56,7 @@ def test_torn_last_record_is_skipped_and_counted(tmp_path):
     j.close()
     seg = next(tmp_path.glob("*.seg"))
     data = seg.read_bytes()
-    seg.write_bytes(data[:-7])  # a write cut short by a crash
+    seg.write_bytes(data[: -(12 + 7)])  # a write cut short by a crash (end marker: 12 bytes)
     again = Journal(tmp_path)
     got = _flat(again.replay(1))
     assert got == _flat([_batch(b"a", 3)])
@@ -67,3 +67,100 @@ def test_empty_batches_write_nothing(tmp_path):
     j = Journal(tmp_path)
     j.append(_batch(b"a", 1).select(np.zeros(1, bool)))
     assert j.bytes_written == 0
+
+
+def test_retired_segments_are_recycled_and_their_stale_records_never_replayed(tmp_path):
+    j = Journal(tmp_path)
+    big = [_batch(b"old", 40) for _ in range(5)]
+    for b in big:
+        j.append(b)
+    second = j.rotate()
+    assert j.delete_before(second) == 1
+    assert j.spares() == [1]
+    size_before = (tmp_path / "000000000001.spare").stat().st_size
+    inode = (tmp_path / "000000000001.spare").stat().st_ino
+    j.rotate()  # segment 3 is written over the spare, from its start
+    assert j.spares() == []
+    third = tmp_path / "000000000003.seg"
+    assert third.stat().st_ino == inode
+    small = _batch(b"new", 2)
+    j.append(small)
+    j.rotate()
+    assert third.stat().st_size == size_before  # the stale tail is still there...
+    assert _flat(j.replay(3, 3)) == _flat([small])  # ...and never replayed
+    assert j.torn_records == 0
+
+
+def test_a_recycled_segment_with_nothing_written_replays_nothing(tmp_path):
+    j = Journal(tmp_path)
+    j.append(_batch(b"a", 3))
+    j.delete_before(j.rotate())
+    j.rotate()  # segment 3 reuses segment 1's file and gets nothing
+    j.close()
+    again = Journal(tmp_path)
+    assert _flat(again.replay(1)) == []
+    assert again.torn_records == 0
+
+
+def test_a_torn_record_over_a_recycled_file_ends_the_segment(tmp_path):
+    j = Journal(tmp_path)
+    for _ in range(4):
+        j.append(_batch(b"old", 30))
+    j.delete_before(j.rotate())
+    j.rotate()  # segment 3 over segment 1's file
+    keep, cut = _batch(b"k", 3), _batch(b"c", 20)
+    start = j.bytes_written  # where segment 3 starts, in bytes written by this journal
+    j.append(keep)
+    at = j.bytes_written - start
+    j.append(cut)
+    end_of_cut = j.bytes_written - start
+    j.close()
+    seg = tmp_path / "000000000003.seg"
+    data = bytearray(seg.read_bytes())
+    # the write of `cut` stopped after 40 bytes: the rest is what was there before
+    filler = bytes(range(256)) * ((end_of_cut - at) // 256 + 1)
+    data[at + 40 : end_of_cut] = filler[: end_of_cut - at - 40]
+    seg.write_bytes(bytes(data))
+    again = Journal(tmp_path)
+    assert _flat(again.replay(3, 3)) == _flat([keep])
+    assert again.torn_records == 1
+
+
+def test_segment_numbers_never_repeat_while_a_spare_exists(tmp_path):
+    j = Journal(tmp_path)
+    j.append(_batch(b"a", 3))
+    j.delete_before(j.rotate())
+    j.close()
+    (tmp_path / "000000000002.seg").unlink()  # everything committed, only the spare left
+    again = Journal(tmp_path)
+    assert again.current == 2  # after the spare's number, not 1
+    again.append(_batch(b"b", 2))
+    again.rotate()
+    assert _flat(again.replay(1)) == _flat([_batch(b"b", 2)])
+
+
+def test_format_1_records_are_still_replayed_and_their_files_not_recycled(tmp_path):
+    import struct
+
+    batch = _batch(b"v1", 4)
+    payload = bytes(batch.buffer)
+    index = b"".join(
+        [
+            batch.lengths.astype("<u4").tobytes(),
+            batch.source_address.astype("<u8").tobytes(),
+            batch.source_port.astype("<u2").tobytes(),
+            batch.arrival_ns.astype("<i8").tobytes(),
+        ]
+    )
+    size = 16 + len(index) + len(payload) + 12
+    record = (
+        struct.pack("<4sIQ", b"EGJ1", 4, len(payload))
+        + index
+        + payload
+        + struct.pack("<4sQ", b"EGJ$", size)
+    )
+    (tmp_path / "000000000001.seg").write_bytes(record * 2)
+    j = Journal(tmp_path)
+    assert _flat(j.replay(1, 1)) == _flat([batch, batch])
+    j.delete_before(j.current)
+    assert j.spares() == []  # removed, not kept for reuse

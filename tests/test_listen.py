@@ -114,3 +114,30 @@ def test_datagrams_longer_than_the_head_slot_come_back_whole(listener):
     got = _drain(listener, len(sent))
     assert [g[0] for g in got] == sent
     s.close()
+
+
+def test_empty_datagrams_are_delivered_not_lost(listener):
+    """A zero-length datagram reaches the decoder (which counts it as too short)."""
+    v4 = listener.bound()[0]
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for payload in (b"", b"x", b""):
+        s.sendto(payload, (v4.host, v4.port))
+    got = _drain(listener, 3)
+    assert sorted(g[0] for g in got) == [b"", b"", b"x"]
+    s.close()
+
+
+def test_lingering_never_outlasts_what_the_socket_buffer_holds():
+    from collector.listen import (
+        LINGER_MAX_SECONDS,
+        LINGER_WORST_RATE,
+        LINGER_WORST_TRUESIZE,
+        linger_budget,
+    )
+
+    assert linger_budget(2 * 212_992) == 0.0  # a default-sized buffer: no lingering
+    assert linger_budget(2 * 64 * 1024 * 1024) == LINGER_MAX_SECONDS
+    four_mib = 2 * 4 * 1024 * 1024
+    budget = linger_budget(four_mib)
+    assert 0 < budget < LINGER_MAX_SECONDS
+    assert budget * LINGER_WORST_RATE * LINGER_WORST_TRUESIZE <= four_mib / 2
