@@ -512,8 +512,7 @@ class Egress(Receiver):
         d = ctx.workdir
         for name in ("egress.duckdb", "egress.duckdb.wal"):
             (d / name).unlink(missing_ok=True)
-        if (d / "state").exists():
-            shutil.rmtree(d / "state")
+        _clear_state_keeping_spares(d / "state")
         self.config = d / "egress.toml"
         self.config.write_text(
             egress_config(
@@ -544,6 +543,21 @@ class Egress(Receiver):
         if out.returncode != 0:
             return Result(notes=[f"egress report failed: {out.stderr.strip()[-300:]}"])
         return Result(per_member=report_totals(json.loads(out.stdout), self.ctx.members))
+
+
+def _clear_state_keeping_spares(state: Path) -> None:
+    """A fresh collector state, except the journal's spare segments: a service that has
+    run for a while writes its journal over them (collector/journal.py), and only a
+    brand-new installation appends to fresh files for its first two flush intervals
+    (~2.9 µs more per datagram on this machine's ext4). Each step thus measures the
+    running service; the first step after the warm-up reuses the warm-up's spares."""
+    if not state.exists():
+        return
+    for path in sorted(state.rglob("*"), reverse=True):
+        if path.is_file() and not path.name.endswith(".spare"):
+            path.unlink()
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
 
 
 def report_totals(report: dict, members: list[SynthMember]) -> Totals:

@@ -108,12 +108,17 @@ class FlowBatch:
         return cls.allocate(0)
 
     @classmethod
-    def allocate(cls, n: int, *, ipv6: bool = False) -> FlowBatch:
+    def allocate(cls, n: int, *, ipv6: bool = False, written: tuple[str, ...] = ()) -> FlowBatch:
         """Zero-filled batch of n rows (decoders fill the columns they know).
 
-        ``ip_version`` starts as 6 for an IPv6 batch and 4 otherwise.
+        ``ip_version`` starts as 6 for an IPv6 batch and 4 otherwise. Columns named in
+        ``written`` are left uninitialised: the caller writes every row of them (zeroing
+        ~50 bytes per flow only to overwrite them cost ~4 ns per flow).
         """
-        cols = {name: np.zeros(n, dtype) for name, dtype in FLOW_COLUMNS.items()}
+        cols = {
+            name: np.empty(n, dtype) if name in written else np.zeros(n, dtype)
+            for name, dtype in FLOW_COLUMNS.items()
+        }
         cols["ip_version"][:] = 6 if ipv6 else 4
         v6_rows = n if ipv6 else 0
         for name in IPV6_COLUMNS:

@@ -125,9 +125,18 @@ class Journal:
         self.appended_since_rotate += 1
 
     def rotate(self) -> int:
-        """Start a new segment; returns its number (everything before it is closed)."""
-        os.close(self._fd)
+        """Start a new segment; returns its number (everything before it is closed).
+
+        A segment with nothing written becomes the next one (renamed and re-marked), so
+        flushes of an idle collector do not cycle files."""
         self.appended_since_rotate = 0
+        if self._position == 0:
+            previous = self.directory / _segment_name(self.current)
+            self.current += 1
+            os.rename(previous, self.directory / _segment_name(self.current))
+            os.pwrite(self._fd, END_STRUCT.pack(END, self.current), 0)
+            return self.current
+        os.close(self._fd)
         self.current += 1
         self._position = 0
         self._fd = self._open(self.current)
@@ -206,9 +215,15 @@ class Journal:
             yield _batch_from_record(body, n, payload_len)
 
     def close(self) -> None:
+        """Close the open segment; one with nothing written is kept as a spare (a file of
+        that size is what the next start writes over)."""
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+            if self._position == 0:
+                path = self.directory / _segment_name(self.current)
+                if _recyclable(path):
+                    path.rename(self.directory / _spare_name(self.current))
 
 
 def _numbered(directory: Path, suffix: str) -> list[int]:
@@ -219,7 +234,7 @@ def _recyclable(path: Path) -> bool:
     """Only files written in the current format are reused (see the module docstring)."""
     try:
         with open(path, "rb") as f:
-            return f.read(4) == MAGIC
+            return f.read(4) in (MAGIC, END)
     except OSError:
         return False
 

@@ -71,10 +71,10 @@ def test_empty_batches_write_nothing(tmp_path):
 
 def test_retired_segments_are_recycled_and_their_stale_records_never_replayed(tmp_path):
     j = Journal(tmp_path)
-    big = [_batch(b"old", 40) for _ in range(5)]
-    for b in big:
-        j.append(b)
+    for _ in range(5):
+        j.append(_batch(b"old", 40))
     second = j.rotate()
+    j.append(_batch(b"two", 1))
     assert j.delete_before(second) == 1
     assert j.spares() == [1]
     size_before = (tmp_path / "000000000001.spare").stat().st_size
@@ -91,15 +91,33 @@ def test_retired_segments_are_recycled_and_their_stale_records_never_replayed(tm
     assert j.torn_records == 0
 
 
+def test_an_empty_segment_is_renumbered_not_replaced_and_kept_as_a_spare_at_close(tmp_path):
+    j = Journal(tmp_path)
+    first = tmp_path / "000000000001.seg"
+    inode = first.stat().st_ino
+    assert j.rotate() == 2 and j.rotate() == 3  # idle flushes
+    assert [p.name for p in tmp_path.iterdir()] == ["000000000003.seg"]
+    assert (tmp_path / "000000000003.seg").stat().st_ino == inode
+    j.close()
+    assert j.spares() == [3] and j.segments() == []
+    again = Journal(tmp_path)
+    assert again.current == 4 and again.spares() == []
+    assert (tmp_path / "000000000004.seg").stat().st_ino == inode
+
+
 def test_a_recycled_segment_with_nothing_written_replays_nothing(tmp_path):
     j = Journal(tmp_path)
     j.append(_batch(b"a", 3))
-    j.delete_before(j.rotate())
-    j.rotate()  # segment 3 reuses segment 1's file and gets nothing
+    second = j.rotate()
+    j.append(_batch(b"b", 3))
+    j.delete_before(second)  # segment 1 becomes a spare
     j.close()
-    again = Journal(tmp_path)
-    assert _flat(again.replay(1)) == []
-    assert again.torn_records == 0
+    restarted = Journal(tmp_path)  # segment 3 is written over the spare...
+    assert restarted.current == 3 and restarted.spares() == []
+    after_kill = Journal(tmp_path)  # ...and the process is killed before any append
+    assert _flat(after_kill.replay(3, 3)) == []
+    assert _flat(after_kill.replay(2, 3)) == _flat([_batch(b"b", 3)])
+    assert after_kill.torn_records == 0
 
 
 def test_a_torn_record_over_a_recycled_file_ends_the_segment(tmp_path):
@@ -130,10 +148,10 @@ def test_segment_numbers_never_repeat_while_a_spare_exists(tmp_path):
     j = Journal(tmp_path)
     j.append(_batch(b"a", 3))
     j.delete_before(j.rotate())
-    j.close()
-    (tmp_path / "000000000002.seg").unlink()  # everything committed, only the spare left
+    j.close()  # everything committed: only spares are left (segment 1, empty segment 2)
+    assert j.segments() == [] and j.spares() == [1, 2]
     again = Journal(tmp_path)
-    assert again.current == 2  # after the spare's number, not 1
+    assert again.current == 3  # after the spares' numbers, not 1
     again.append(_batch(b"b", 2))
     again.rotate()
     assert _flat(again.replay(1)) == _flat([_batch(b"b", 2)])

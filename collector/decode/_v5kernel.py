@@ -14,12 +14,18 @@ from collector._jit import inline_kernel, kernel
 
 @inline_kernel
 def _be32(r, at):
+    """Big-endian 32 bits at ``at`` (unsigned: numba then skips its negative-index check)."""
     return (
         (np.int64(r[at]) << 24)
-        | (np.int64(r[at + 1]) << 16)
-        | (np.int64(r[at + 2]) << 8)
-        | np.int64(r[at + 3])
+        | (np.int64(r[at + np.uint64(1)]) << 16)
+        | (np.int64(r[at + np.uint64(2)]) << 8)
+        | np.int64(r[at + np.uint64(3)])
     )
+
+
+@inline_kernel
+def _be16(r, at):
+    return (np.int64(r[at]) << 8) | np.int64(r[at + np.uint64(1)])
 
 
 @inline_kernel
@@ -61,15 +67,15 @@ def convert_v5(
         up = uptime[d]
         base_ms = export_ms[d]
         for j in range(counts[d]):
-            at = record_offsets[d] + 48 * j
+            at = np.uint64(record_offsets[d] + 48 * j)
             src[i] = _be32(buffer, at)
-            dst[i] = _be32(buffer, at + 4)
-            ingress[i] = (np.int64(buffer[at + 12]) << 8) | np.int64(buffer[at + 13])
-            egress[i] = (np.int64(buffer[at + 14]) << 8) | np.int64(buffer[at + 15])
-            packets[i] = _be32(buffer, at + 16)
-            octets[i] = _be32(buffer, at + 20)
-            s = base_ms - _signed_age(up, _be32(buffer, at + 24))
-            e = base_ms - _signed_age(up, _be32(buffer, at + 28))
+            dst[i] = _be32(buffer, at + np.uint64(4))
+            ingress[i] = _be16(buffer, at + np.uint64(12))
+            egress[i] = _be16(buffer, at + np.uint64(14))
+            packets[i] = _be32(buffer, at + np.uint64(16))
+            octets[i] = _be32(buffer, at + np.uint64(20))
+            s = base_ms - _signed_age(up, _be32(buffer, at + np.uint64(24)))
+            e = base_ms - _signed_age(up, _be32(buffer, at + np.uint64(28)))
             if e < s:
                 s = e
                 inverted += 1

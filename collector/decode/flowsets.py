@@ -340,6 +340,15 @@ def decode_messages(
         t = instances[i]
         sel = np.flatnonzero(d_inst == i)
         pos = data_pos[sel]
+        if not t.is_options and not t.variable and t.record_length > 0:
+            # Flow records of a fixed layout: read in place, no copy of the records.
+            per_set = length[pos] // t.record_length
+            set_records[sel] = per_set
+            rec_msg = np.repeat(d_msg[sel], per_set)
+            if len(rec_msg):
+                columns = _Columns.from_sets(t, batch.buffer, start[pos], per_set)
+                out.parts.append(flow_batch(t, columns, rec_msg, ctx, state.sampling, notes))
+            continue
         records, rec_msg, per_set = extract_records(
             t, batch.buffer, start[pos], length[pos], d_msg[sel], dropped, name
         )
@@ -350,7 +359,8 @@ def decode_messages(
             apply_options(t, records, state.sampling, notes)
             notes[f"{name}_options_records"] += len(records)
         else:
-            out.parts.append(flow_batch(t, records, rec_msg, ctx, state.sampling, notes))
+            columns = _Columns.from_records(t, records)
+            out.parts.append(flow_batch(t, columns, rec_msg, ctx, state.sampling, notes))
     if replay:
         notes[f"{name}_records_decoded_after_template"] += int(sum(len(p) for p in out.parts))
 
@@ -488,7 +498,7 @@ def _endpoint(t: Template, get, n: int, export_ms, ctx_uptime, init_ms, which: s
     )
     L = t.lengths
     if ms in L:
-        return get(ms).astype(np.int64)
+        return get(ms).view(np.int64)  # the same bits as astype, without a copy
     if us in L:
         return _ntp_ms(get(us))
     if ns in L:
@@ -517,10 +527,15 @@ class _Columns:
     """The wanted elements of a batch of records as native uint64 arrays, read in one
     compiled pass (:mod:`collector.decode._fieldkernel`); IPv6 addresses as (hi, lo)."""
 
-    def __init__(self, t: Template, rec: np.ndarray) -> None:
-        from collector.decode import _fieldkernel  # numba: loaded on the first decode
+    def __init__(self, values: np.ndarray, slots: dict[int, int]) -> None:
+        self.values = values
+        self.slots = slots
 
-        fields = rec.dtype.fields
+    @staticmethod
+    def _plan(t: Template) -> tuple[dict[int, int], np.ndarray, np.ndarray]:
+        """Where each wanted element lies in a record: element -> row of ``values``, and
+        the (offset, length) read for each row (a 16-byte address is two rows)."""
+        fields = t.dtype.fields
         slots: dict[int, int] = {}
         offsets, lengths = [], []
         for element, length in t.lengths.items():
@@ -533,15 +548,28 @@ class _Columns:
                 slots[element] = len(offsets)
                 offsets.append(off)
                 lengths.append(length)
+        return slots, np.array(offsets, np.int64), np.array(lengths, np.int64)
+
+    @classmethod
+    def from_records(cls, t: Template, rec: np.ndarray) -> _Columns:
+        from collector.decode import _fieldkernel  # numba: loaded on the first decode
+
+        slots, offsets, lengths = cls._plan(t)
         raw = np.ascontiguousarray(rec).view(np.uint8).reshape(-1)
-        self.values = _fieldkernel.extract(
-            raw,
-            len(rec),
-            rec.dtype.itemsize,
-            np.array(offsets, np.int64),
-            np.array(lengths, np.int64),
+        return cls(_fieldkernel.extract(raw, len(rec), rec.dtype.itemsize, offsets, lengths), slots)
+
+    @classmethod
+    def from_sets(
+        cls, t: Template, buffer: np.ndarray, set_starts: np.ndarray, per_set: np.ndarray
+    ) -> _Columns:
+        """Fixed-length records read where they lie in the datagrams."""
+        from collector.decode import _fieldkernel
+
+        slots, offsets, lengths = cls._plan(t)
+        values = _fieldkernel.extract_sets(
+            buffer, set_starts, per_set, t.record_length, offsets, lengths
         )
-        self.slots = slots
+        return cls(values, slots)
 
     def get(self, element: int) -> np.ndarray | None:
         k = self.slots.get(element)
@@ -554,16 +582,15 @@ class _Columns:
 
 def flow_batch(
     t: Template,
-    rec: np.ndarray,
+    columns: _Columns,
     rec_msg: np.ndarray,
     ctx: _Context,
     sampling: SamplingState,
     notes: Counter,
 ) -> FlowBatch:
     """Map the records of one template onto FlowBatch columns (module docstring)."""
-    n = len(rec)
+    n = len(rec_msg)
     L = t.lengths
-    columns = _Columns(t, rec)
     get = columns.get
 
     has4 = ie.SOURCE_IPV4_ADDRESS in L or ie.DESTINATION_IPV4_ADDRESS in L

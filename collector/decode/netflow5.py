@@ -140,6 +140,21 @@ def uptime_age(sys_uptime: np.ndarray, stamp: np.ndarray) -> np.ndarray:
     return diff.view(np.int32).astype(np.int64)
 
 
+# The columns convert_v5 writes for every record.
+CONVERTED_COLUMNS = (
+    "source_ipv4_address",
+    "destination_ipv4_address",
+    "octet_delta_count",
+    "packet_delta_count",
+    "flow_start_milliseconds",
+    "flow_end_milliseconds",
+    "ingress_interface",
+    "egress_interface",
+    "sampling_interval",
+    "exporter_index",
+)
+
+
 def to_flow_batch(decoded: V5Records, exporter_index: np.ndarray, notes: Counter) -> FlowBatch:
     """Map decoded v5 records onto the common FlowBatch columns (one compiled pass).
 
@@ -150,7 +165,7 @@ def to_flow_batch(decoded: V5Records, exporter_index: np.ndarray, notes: Counter
     from collector.decode._v5kernel import convert_v5
 
     n = len(decoded)
-    out = FlowBatch.allocate(n)
+    out = FlowBatch.allocate(n, written=CONVERTED_COLUMNS)
     if n == 0:
         return out
     headers = decoded.headers

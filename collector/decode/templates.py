@@ -19,6 +19,7 @@ that :meth:`TemplateStore.restore` takes back, so templates survive a restart.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
@@ -119,32 +120,68 @@ def _format(length: int):
     return ("u1", (length,))
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """What compile_template derives from a template's fields (shared by identical ones)."""
+
+    variable: bool
+    record_length: int
+    min_record_length: int
+    dtype: np.dtype
+    lengths: dict[int, int]
+    field_lengths: np.ndarray
+    projection: np.ndarray | None
+    skipped_lengths: int
+
+
 def compile_template(t: Template) -> None:
-    """Fill the compiled layout of ``t`` (dtype or projection; see module docstring)."""
+    """Fill the compiled layout of ``t`` (dtype or projection; see module docstring).
+
+    Routers re-send the same templates every few seconds or packets (the live benchmark's
+    exporters: ~80 per 4,096 datagrams, 6 ns per flow when each was compiled again): the
+    layout of a field list is computed once and shared, in a bounded cache (exporters
+    choose the field lists)."""
+    layout = _compile_layout(t.version, t.fields, t.scope_count)
+    t.variable = layout.variable
+    t.record_length = layout.record_length
+    t.min_record_length = layout.min_record_length
+    t.dtype = layout.dtype
+    t.lengths = dict(layout.lengths)
+    t.field_lengths = layout.field_lengths
+    t.projection = layout.projection
+    t.skipped_lengths = layout.skipped_lengths
+
+
+@functools.lru_cache(maxsize=1024)
+def _compile_layout(
+    version: int, fields: tuple[tuple[int, int, int], ...], scope_count: int
+) -> _Layout:
     names: list[str] = []
     formats: list = []
     offsets: list[int] = []
     field_lengths = []
     projection = []
+    lengths: dict[int, int] = {}
+    skipped = 0
     offset = 0  # in the record (fixed templates)
     packed = 0  # in the projection (variable templates)
     variable = False
     min_length = 0
-    for i, (element, length, enterprise) in enumerate(t.fields):
+    for i, (element, length, enterprise) in enumerate(fields):
         field_lengths.append(-1 if length == VARIABLE_LENGTH else length)
-        is_v9_scope = t.version == 9 and i < t.scope_count  # v9 scope types are not elements
+        is_v9_scope = version == 9 and i < scope_count  # v9 scope types are not elements
         wanted = (
             not enterprise
             and not is_v9_scope
             and element in ie.WANTED
-            and element not in t.lengths
+            and element not in lengths
             and length != VARIABLE_LENGTH
         )
         if wanted and length not in ie.WANTED[element]:
-            t.skipped_lengths += 1
+            skipped += 1
             wanted = False
         if wanted:
-            t.lengths[element] = length
+            lengths[element] = length
             names.append(f"e{element}")
             formats.append(_format(length))
             offsets.append(offset)
@@ -158,25 +195,22 @@ def compile_template(t: Template) -> None:
         else:
             offset += length
             min_length += length
-    t.variable = variable
-    t.min_record_length = min_length
-    t.field_lengths = np.array(field_lengths, dtype=np.int64)
+    field_array = np.array(field_lengths, dtype=np.int64)
     if variable:
-        t.projection = np.array(projection, dtype=np.int64)
-        t.dtype = np.dtype(
+        proj = np.array(projection, dtype=np.int64)
+        dtype = np.dtype(
             {
                 "names": names,
                 "formats": formats,
-                "offsets": [int(p) for p in t.projection[t.projection >= 0]],
+                "offsets": [int(p) for p in proj[proj >= 0]],
                 "itemsize": max(packed, 1),
             }
         )
-        t.record_length = 0
-    else:
-        t.record_length = offset
-        t.dtype = np.dtype(
-            {"names": names, "formats": formats, "offsets": offsets, "itemsize": max(offset, 1)}
-        )
+        return _Layout(True, 0, min_length, dtype, lengths, field_array, proj, skipped)
+    dtype = np.dtype(
+        {"names": names, "formats": formats, "offsets": offsets, "itemsize": max(offset, 1)}
+    )
+    return _Layout(False, offset, min_length, dtype, lengths, field_array, None, skipped)
 
 
 def unsigned(records: np.ndarray, element: int, length: int) -> np.ndarray:
