@@ -256,6 +256,11 @@ class UdpListener:
             active = still
         return filled
 
+    def warm_up(self) -> None:
+        """Load the compiled gather before the first datagram (see collector/warmup.py)."""
+        if self._multi is not None:
+            self._multi.gather(0, np.empty(0, np.uint8))
+
     def kernel_drops(self) -> int:
         """Datagrams the kernel dropped for our sockets since they opened (receive buffer full)."""
         inodes = {os.fstat(s.fileno()).st_ino for s in self.sockets}

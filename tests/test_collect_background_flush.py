@@ -9,6 +9,7 @@ also when the held commit fails and is retried.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -17,7 +18,7 @@ from live import free_port, live_config, report_json
 from test_collect_live import _expected, _got, _payloads, _send
 
 from accounting.config import load_config
-from accounting.service import CollectorService, DirectCommitter
+from accounting.service import COMMIT_NICE, CollectorService, DirectCommitter
 from collector.synth.model import TrafficSpec
 from collector.synth.scenario import v5_scenario
 
@@ -32,9 +33,11 @@ class HeldCommitter:
         self.entered = threading.Event()
         self.fail_first = fail_first
         self.calls = 0
+        self.nice: list[int] = []
 
     def __call__(self, payload, wait_seconds):
         self.calls += 1
+        self.nice.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
         if self.calls == 1:
             self.entered.set()
             assert self.release.wait(30), "the test never released the commit"
@@ -92,3 +95,6 @@ def test_receiving_goes_on_while_a_flush_commits(tmp_path, fail_first):
     assert not runner.is_alive()
     assert received() == len(items)
     assert _got(report_json(path)) == _expected(scenario)
+    # Background commits run at the lowest CPU priority: receiving comes first on a busy
+    # core (the last one, at stop, runs in the stopping thread).
+    assert len(committer.nice) >= 2 and set(committer.nice[:-1]) == {COMMIT_NICE}

@@ -141,3 +141,19 @@ def test_lingering_never_outlasts_what_the_socket_buffer_holds():
     budget = linger_budget(four_mib)
     assert 0 < budget < LINGER_MAX_SECONDS
     assert budget * LINGER_WORST_RATE * LINGER_WORST_TRUESIZE <= four_mib / 2
+
+
+def test_the_warm_up_datagrams_exercise_every_protocol_and_decode_cleanly():
+    """What the collector runs through its kernels before receiving (collector/warmup.py):
+    v5, v9 and IPFIX, IPv4 and IPv6, every record decoded, nothing dropped."""
+    from collections import Counter
+
+    from collector.decode import Decoder
+    from collector.warmup import sample_datagrams
+
+    result = Decoder().decode(sample_datagrams())
+    assert result.datagrams_by_version == Counter({5: 1, 9: 1, 10: 1})
+    assert not result.dropped
+    assert sorted(result.flows.ip_version.tolist()) == [4, 4, 4, 6]
+    assert result.flows.octet_delta_count.tolist() == [100] * 4
+    assert (result.flows.flow_end_milliseconds > result.flows.flow_start_milliseconds).all()

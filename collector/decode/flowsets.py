@@ -12,10 +12,12 @@ For the datagrams of one version in a :class:`~collector.datagrams.DatagramBatch
 4. each data set is matched with the template in force at its position (an "as-of"
    join, vectorised: sort by (template key, position), carry the last event forward), so
    sets of one message are processed in order even though decoding is batched;
-5. data sets are grouped by template instance; the records of all sets of one fixed-length
-   template are joined (one copy per set) and viewed through its compiled dtype — no
-   Python loop per record. Variable-length templates go through the numba walker
-   (:mod:`collector.decode._varlen`, imported only when such a template is met);
+5. data sets are grouped by template instance; the flow records of all sets of one
+   fixed-length template are read where they lie, row by row, by one compiled pass
+   (:mod:`collector.decode._fieldkernel`) — no copy, no Python loop per record. Options
+   records (few) are joined and viewed through the template's dtype; variable-length
+   templates go through the numba walker (:mod:`collector.decode._varlen`, imported only
+   when such a template is met);
 6. options data records (rare) update sampling rates and system init times, before the
    flow records of the same batch are mapped, so a template, its options data and flow
    data may share one message;
