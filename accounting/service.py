@@ -53,7 +53,7 @@ from accounting.store import (
 from accounting.usage import UsageAccumulator, UsageRows
 from collector.decode import Decoder
 from collector.journal import Journal
-from collector.listen import Endpoint, UdpListener
+from collector.listen import MAX_BATCH_DATAGRAMS, Endpoint, UdpListener
 from collector.metrics import Metrics
 from collector.warmup import sample_datagrams
 
@@ -256,7 +256,7 @@ class CollectorService:
         datagrams wait in the socket buffer. Nothing of it is kept."""
         started = time.monotonic()
         bin_ms = self.config.billing.bin_seconds * 1000
-        result = Decoder(bin_ms=bin_ms).decode(sample_datagrams())
+        result = Decoder(bin_ms=bin_ms).decode(sample_datagrams(MAX_BATCH_DATAGRAMS))
         usage = UsageAccumulator(bin_ms)
         usage.add(
             attribute(
@@ -272,6 +272,7 @@ class CollectorService:
     # -- main loop ---------------------------------------------------------------------
     def run(self, stop: threading.Event, reload: threading.Event | None = None) -> None:
         gc.freeze()  # start-up objects are never garbage: later collections skip them
+        log.info("%s receiving (journal recovered, kernels loaded)", self.name)
         interval = self.config.collector.flush_seconds
         next_flush = time.monotonic() + interval
         while not stop.is_set():

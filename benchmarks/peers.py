@@ -249,6 +249,8 @@ class Receiver:
     ready_timeout = 20.0
     stop_signal = signal.SIGTERM
     cpus: str | None = None  # taskset list overriding the caller's core
+    # State kept between steps and sized by the traffic (see live.search): warm it first.
+    warm_state = False
 
     def ready(self) -> bool:
         """Beyond a bound socket: is the receiver ready to count (checked until true)?"""
@@ -489,6 +491,7 @@ class Egress(Receiver):
     [[exporters]] address (the sender's loopback addresses)."""
 
     name = "egress"
+    warm_state = True  # journal spares (collector/journal.py), kept between steps
     ready_timeout = 180.0  # imports and JIT cache loading (workers = 2 took ~80 s here)
 
     def __init__(self, workers: int = 1, flush_seconds: float | None = None) -> None:
@@ -499,6 +502,13 @@ class Egress(Receiver):
             self.name = f"egress-w{workers}"
             self.cpus = "0,1"
         self.version = "egress " + _egress_version()
+
+    def ready(self) -> bool:
+        # Every worker has recovered its journal and loaded its kernels: before that the
+        # socket is bound and buffers, but nothing reads it (start-up is not throughput).
+        log = self.ctx.workdir / f"{self.name}.log"
+        text = log.read_text(errors="replace") if log.exists() else ""
+        return text.count(" receiving (journal recovered") >= self.workers
 
     def unavailable(self) -> str | None:
         out = subprocess.run(

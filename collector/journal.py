@@ -86,9 +86,10 @@ class Journal:
     def _open(self, number: int) -> int:
         """Open segment ``number`` for writing from its start: a spare renamed, else new."""
         path = self.directory / _segment_name(number)
-        spares = self.spares()
+        spares = [self.directory / _spare_name(n) for n in self.spares()]
         if spares:
-            os.rename(self.directory / _spare_name(spares[0]), path)
+            # The largest: the fewer new blocks and pages a segment needs, the cheaper.
+            os.rename(max(spares, key=lambda p: p.stat().st_size), path)
             fd = os.open(path, os.O_WRONLY)
         else:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -89,7 +89,12 @@ def _v9() -> bytes:
     return struct.pack(">HHIIII", 9, 2, UPTIME_MS, EXPORT_SECONDS, 0, 0) + flowsets
 
 
-def sample_datagrams() -> DatagramBatch:
-    """One datagram each of NetFlow v5, NetFlow v9 and IPFIX (IPv4 and IPv6 records)."""
+def sample_datagrams(full_batch: int = 0) -> DatagramBatch:
+    """One datagram each of NetFlow v5, NetFlow v9 and IPFIX (IPv4 and IPv6 records),
+    then ``full_batch`` datagrams of 30 v5 records: a batch of the size the collector
+    takes at full rate, so that the heap has grown to what such a batch needs."""
     payloads = [_v5(), _v9(), _ipfix()]
+    header, record = _v5()[:24], _v5()[24:]
+    full = header[:2] + struct.pack(">H", 30) + header[4:] + record * 30
+    payloads += [full] * full_batch
     return DatagramBatch.from_payloads(payloads, [EXPORTER] * len(payloads))
