@@ -87,6 +87,7 @@ def egress_config(
     state_dir: Path | str | None = None,
     flush_seconds: float | None = None,
     workers: int | None = None,
+    journal_dir: Path | str | None = None,
     compare: tuple[str, ...] | None = TOTALS_ONLY,
 ) -> str:
     """egress.toml: the synthetic members, the routers allowed, and (for ``egress
@@ -106,6 +107,8 @@ def egress_config(
             extra.append(f'state_dir = "{state_dir}"')
         if workers is not None:
             extra.append(f"workers = {workers}")
+        if journal_dir is not None:
+            extra.append(f'journal_dir = "{journal_dir}"')
     for a in exporters:
         extra += ["", "[[exporters]]", f'address = "{a}"']
     return head.rstrip() + "\n" + "\n".join(extra) + "\n" + sep + rest

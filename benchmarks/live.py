@@ -18,7 +18,7 @@ all hold:
 Search, per receiver and protocol: after an unrecorded warm-up step, short probe steps
 (3 s) rising by x1.5 from a start rate (a probe whose sender fell short far below its
 ceiling is run again: a hiccup on the sender's core, not the bound), then bisection to
-within 8 %; then, per repetition, steps of the full length (15 s): the first repetition
+within 12 %; then, per repetition, steps of the full length (15 s): the first repetition
 starts at 90 % of the probed rate and rises by 6 % (at most twice) while steps pass; the
 others start at the first one's figure (a receiver with state that outlives restarts and
 is sized by the traffic, egress's journal spares, first runs one unrecorded full-length
@@ -533,6 +533,8 @@ def main(argv: list[str] | None = None) -> int:
                     why = f"failed: {str(exc).splitlines()[0]}"
                     log(f"{name}: {why}")
                     found = Search(name, protocol, [], False, 0, [], [], why)
+                finally:
+                    receiver.finish()
                 searches.append(found)
     elapsed = time.monotonic() - began
     versions["python-recv"] = RECEIVERS["python-recv"]().version
@@ -660,9 +662,10 @@ receives (journal recovered, kernels loaded). Its journal's spare segments are k
 steps, and one unrecorded full-length step at the starting rate precedes the measured ones:
 a deployed collector's spares have the size of a flush interval's traffic, while a
 brand-new journal appends to fresh pages for its first two flush intervals (~2.3 µs more
-per datagram on this machine). egress-w2 is `workers = 2`, which needs both cores: it is
-not pinned, so it shares core 0 with the sender. CPU is the receiver's process tree while
-sending (100 % = one core).
+per datagram on this machine). egress-tmpfs-journal is the same with `journal_dir` on
+tmpfs (/dev/shm here), where deploy/egress.service puts it (/run/egress). egress-w2 is
+`workers = 2`, which needs both cores: it is not pinned, so it shares core 0 with the
+sender. CPU is the receiver's process tree while sending (100 % = one core).
 
 | {header} |
 |---|{"---|" * len(protocols)}

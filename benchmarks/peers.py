@@ -256,6 +256,9 @@ class Receiver:
         """Beyond a bound socket: is the receiver ready to count (checked until true)?"""
         return True
 
+    def finish(self) -> None:
+        """After the last step: remove what the steps kept outside their work folder."""
+
     def unavailable(self) -> str | None:
         """None when the receiver can run here, else why not."""
         return None
@@ -494,9 +497,15 @@ class Egress(Receiver):
     warm_state = True  # journal spares (collector/journal.py), kept between steps
     ready_timeout = 180.0  # imports and JIT cache loading (workers = 2 took ~80 s here)
 
-    def __init__(self, workers: int = 1, flush_seconds: float | None = None) -> None:
+    def __init__(
+        self, workers: int = 1, flush_seconds: float | None = None, journal_on_tmpfs: bool = False
+    ) -> None:
         self.workers = workers
         self.flush_seconds = flush_seconds
+        # The deployed configuration (deploy/egress.service): the journal on tmpfs.
+        self.journal_on_tmpfs = journal_on_tmpfs
+        if journal_on_tmpfs:
+            self.name = "egress-tmpfs-journal"
         if workers > 1:
             # N workers need N cores: on two cores they share core 0 with the sender.
             self.name = f"egress-w{workers}"
@@ -509,6 +518,10 @@ class Egress(Receiver):
         log = self.ctx.workdir / f"{self.name}.log"
         text = log.read_text(errors="replace") if log.exists() else ""
         return text.count(" receiving (journal recovered") >= self.workers
+
+    def finish(self) -> None:
+        if self.journal_on_tmpfs:
+            shutil.rmtree(TMPFS_JOURNAL, ignore_errors=True)
 
     def unavailable(self) -> str | None:
         out = subprocess.run(
@@ -523,6 +536,8 @@ class Egress(Receiver):
         for name in ("egress.duckdb", "egress.duckdb.wal"):
             (d / name).unlink(missing_ok=True)
         _clear_state_keeping_spares(d / "state")
+        if self.journal_on_tmpfs:
+            _clear_state_keeping_spares(TMPFS_JOURNAL)
         self.config = d / "egress.toml"
         self.config.write_text(
             egress_config(
@@ -533,6 +548,7 @@ class Egress(Receiver):
                 state_dir=d / "state",
                 flush_seconds=self.flush_seconds,
                 workers=self.workers,
+                journal_dir=TMPFS_JOURNAL if self.journal_on_tmpfs else None,
             )
         )
         return [*egress_command(), "collect", "--config", str(self.config)]
@@ -553,6 +569,9 @@ class Egress(Receiver):
         if out.returncode != 0:
             return Result(notes=[f"egress report failed: {out.stderr.strip()[-300:]}"])
         return Result(per_member=report_totals(json.loads(out.stdout), self.ctx.members))
+
+
+TMPFS_JOURNAL = Path("/dev/shm/egress-benchmark-journal")  # as /run/egress in the unit
 
 
 def _clear_state_keeping_spares(state: Path) -> None:
@@ -602,4 +621,5 @@ RECEIVERS = {
     "nfacctd": Nfacctd,
     "egress": Egress,
     "egress-w2": lambda: Egress(workers=2),
+    "egress-tmpfs-journal": lambda: Egress(journal_on_tmpfs=True),
 }
