@@ -264,9 +264,7 @@ class CollectorService:
             )
         )
         usage.rows()
-        warm_up = getattr(self.listener, "warm_up", None)
-        if warm_up is not None:
-            warm_up()
+        self.listener.warm_up()
         log.debug("kernels loaded in %.2f s", time.monotonic() - started)
 
     # -- main loop ---------------------------------------------------------------------

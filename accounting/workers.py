@@ -56,6 +56,9 @@ class NullListener:
     def kernel_drops(self) -> int:
         return 0
 
+    def warm_up(self) -> None:
+        pass
+
     def bound(self) -> list[Endpoint]:
         return []
 

@@ -45,6 +45,7 @@ LINGER_STEP_SECONDS = 0.0005
 LINGER_WORST_RATE = 400_000
 LINGER_WORST_TRUESIZE = 4096
 PACKED_RING = 4
+PACKED_BYTES = MAX_BATCH_DATAGRAMS * 1_500  # a ring buffer's size, unless a batch needs more
 MAX_DATAGRAM = 65_535
 SO_REUSEPORT = getattr(socket, "SO_REUSEPORT", 15)
 SO_RCVBUFFORCE = 33
@@ -194,7 +195,7 @@ class UdpListener:
         turn = self._packed_turn % PACKED_RING
         self._packed_turn += 1
         if turn >= len(self._packed) or len(self._packed[turn]) < size:
-            buffer = np.empty(max(size, MAX_BATCH_DATAGRAMS * 1_500), dtype=np.uint8)
+            buffer = np.empty(max(size, PACKED_BYTES), dtype=np.uint8)
             if turn >= len(self._packed):
                 self._packed.append(buffer)
             else:
@@ -263,7 +264,7 @@ class UdpListener:
         if self._multi is not None:
             self._multi.gather(0, np.empty(0, np.uint8))
             for _ in range(PACKED_RING):
-                self._packed_buffer(MAX_BATCH_DATAGRAMS * 1_500).fill(0)
+                self._packed_buffer(PACKED_BYTES).fill(0)
 
     def kernel_drops(self) -> int:
         """Datagrams the kernel dropped for our sockets since they opened (receive buffer full)."""

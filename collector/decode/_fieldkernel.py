@@ -1,8 +1,9 @@
 """numba kernel: the elements a fixed layout's records carry, read in one compiled pass.
 
 numpy reads a big-endian field of a packed record array with a strided ``astype`` (a few ns
-per field per record, and one pass over the records per field); this reads each wanted
-field with a loop specialised to its length, into native uint64 rows. Loaded lazily by
+per field per record, and one pass over the records per field); this reads every wanted
+field of a record before the next record, into native uint64 rows, from the sets where
+the records lie (a joined record array is one set). Loaded lazily by
 collector.decode.flowsets (the collector's import rule: numba only on first decode).
 """
 
@@ -11,54 +12,6 @@ from __future__ import annotations
 import numpy as np
 
 from collector._jit import kernel
-
-
-@kernel
-def _extract(raw, n, size, offsets, lengths, out):
-    k_count = offsets.shape[0]
-    for k in range(k_count):
-        offset = offsets[k]
-        length = lengths[k]
-        row = out[k]
-        if length == 4:
-            for i in range(n):
-                at = i * size + offset
-                row[i] = (
-                    (np.uint64(raw[at]) << np.uint64(24))
-                    | (np.uint64(raw[at + 1]) << np.uint64(16))
-                    | (np.uint64(raw[at + 2]) << np.uint64(8))
-                    | np.uint64(raw[at + 3])
-                )
-        elif length == 8:
-            for i in range(n):
-                at = i * size + offset
-                hi = (
-                    (np.uint64(raw[at]) << np.uint64(24))
-                    | (np.uint64(raw[at + 1]) << np.uint64(16))
-                    | (np.uint64(raw[at + 2]) << np.uint64(8))
-                    | np.uint64(raw[at + 3])
-                )
-                lo = (
-                    (np.uint64(raw[at + 4]) << np.uint64(24))
-                    | (np.uint64(raw[at + 5]) << np.uint64(16))
-                    | (np.uint64(raw[at + 6]) << np.uint64(8))
-                    | np.uint64(raw[at + 7])
-                )
-                row[i] = (hi << np.uint64(32)) | lo
-        elif length == 2:
-            for i in range(n):
-                at = i * size + offset
-                row[i] = (np.uint64(raw[at]) << np.uint64(8)) | np.uint64(raw[at + 1])
-        elif length == 1:
-            for i in range(n):
-                row[i] = np.uint64(raw[i * size + offset])
-        else:
-            for i in range(n):
-                at = i * size + offset
-                value = np.uint64(0)
-                for j in range(length):
-                    value = (value << np.uint64(8)) | np.uint64(raw[at + j])
-                row[i] = value
 
 
 @kernel
@@ -118,12 +71,4 @@ def extract_sets(
             lengths,
             out,
         )
-    return out
-
-
-def extract(raw: np.ndarray, n: int, size: int, offsets: np.ndarray, lengths: np.ndarray):
-    """uint64[len(offsets), n]: big-endian unsigned values of each (offset, length <= 8)."""
-    out = np.empty((len(offsets), n), np.uint64)
-    if n and len(offsets):
-        _extract(raw, np.int64(n), np.int64(size), offsets, lengths, out)
     return out

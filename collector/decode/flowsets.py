@@ -558,7 +558,9 @@ class _Columns:
 
         slots, offsets, lengths = cls._plan(t)
         raw = np.ascontiguousarray(rec).view(np.uint8).reshape(-1)
-        return cls(_fieldkernel.extract(raw, len(rec), rec.dtype.itemsize, offsets, lengths), slots)
+        whole = np.zeros(1, np.int64), np.array([len(rec)], np.int64)  # one set: all of them
+        values = _fieldkernel.extract_sets(raw, *whole, rec.dtype.itemsize, offsets, lengths)
+        return cls(values, slots)
 
     @classmethod
     def from_sets(
