@@ -337,3 +337,32 @@ def _ipv6_columns(flows: FlowBatch) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("FlowBatch has IPv6 rows but no IPv6 address columns")
     placeholder = np.zeros((1, 2), np.uint64)
     return placeholder, placeholder
+
+
+# Above this many (bin, group) cells a dense count would cost more than sorting.
+MAX_DENSE_COUNT_CELLS = 1 << 22
+
+
+def count_by_bin(time_ms: np.ndarray, group: np.ndarray, bin_ms: int) -> list[tuple[int, int, int]]:
+    """(bin start ms, group, count) for every pair present, in (bin, group) order: the
+    per-exporter datagram and flow counters. One compiled pass sizes a dense count, a
+    second fills it (a sort only when the times are spread too widely for that)."""
+    if len(time_ms) == 0:
+        return []
+    time_ms = np.ascontiguousarray(time_ms, np.int64)
+    lo, hi, top = kernels.bin_extent(time_ms, group, np.int64(bin_ms))
+    width = int(top) + 1
+    if (int(hi) - int(lo) + 1) * width <= MAX_DENSE_COUNT_CELLS:
+        counts = np.zeros((int(hi) - int(lo) + 1, width), np.int64)
+        kernels.count_in_bins(time_ms, group, np.int64(bin_ms), lo, counts)
+        bins, groups = np.nonzero(counts)
+        values = counts[bins, groups]
+        bins = bins + int(lo)
+    else:
+        key = (time_ms // bin_ms) * width + group.astype(np.int64)
+        present, values = np.unique(key, return_counts=True)
+        bins, groups = np.divmod(present, width)
+    return [
+        (b * bin_ms, g, c)
+        for b, g, c in zip(bins.tolist(), groups.tolist(), values.tolist(), strict=True)
+    ]

@@ -29,7 +29,9 @@ class PrefixTrie:
 
     bits: int
     root: np.ndarray  # int16 or int32 [65536]: int16 whenever every entry fits
-    chunks: np.ndarray  # same dtype, [k, 256] (k >= 1; row 0 is unused padding)
+    chunks: (
+        np.ndarray
+    )  # same dtype, [k, 256] (k >= 1; row 0: padding the lookups read under a leaf)
 
     @property
     def nbytes(self) -> int:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from accounting.attribution import attribute
+from accounting.attribution import attribute, count_by_bin
 from accounting.config import Config
 from accounting.exporters import ExporterPolicy
 from accounting.members import MemberTable
@@ -134,7 +134,7 @@ class Pipeline:
             return
         uniques, exporter = unique_addresses(batch.source_address)
         labels = [str(pair_to_address(hi, lo)) for hi, lo in uniques.tolist()]
-        for b, e, c in _count_by_bin(batch.arrival_ns // 1_000_000, exporter, self.bin_ms):
+        for b, e, c in count_by_bin(batch.arrival_ns // 1_000_000, exporter, self.bin_ms):
             counters[(b, labels[e], "datagrams")] += c
         first, last = int(batch.arrival_ns.min()), int(batch.arrival_ns.max())
         seen = self._h.seen
@@ -201,30 +201,7 @@ class Pipeline:
                 exporters=exporters,
             )
         )
-        for b, e, c in _count_by_bin(
+        for b, e, c in count_by_bin(
             flows.flow_start_milliseconds, flows.exporter_index, self.bin_ms
         ):
             self._worker_counters[(b, labels[e], "flows")] += c
-
-
-def _count_by_bin(
-    time_ms: np.ndarray, group: np.ndarray, bin_ms: int
-) -> list[tuple[int, int, int]]:
-    """(bin start ms, group, count) for every pair present: one bincount, no sort (a
-    sort only when the times are spread too widely for a dense count)."""
-    if len(time_ms) == 0:
-        return []
-    bins = time_ms // bin_ms
-    lo = int(bins.min())
-    width = int(group.max()) + 1
-    key = (bins - lo) * width + group.astype(np.int64)
-    if (int(bins.max()) - lo + 1) * width <= 1 << 22:
-        counts = np.bincount(key)
-        present = np.flatnonzero(counts)
-        counts = counts[present]
-    else:
-        present, counts = np.unique(key, return_counts=True)
-    return [
-        ((int(k) // width + lo) * bin_ms, int(k) % width, int(c))
-        for k, c in zip(present.tolist(), counts.tolist(), strict=True)
-    ]

@@ -10,12 +10,14 @@ import reference
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from accounting import kernels
 from accounting.attribution import (
     MAX_FLOW_SPAN_MS,
     Attributed,
     bin_usage,
     bounded_times,
     classify_flows,
+    count_by_bin,
     scaled_counts,
 )
 from accounting.lpm import DualTrie, build_trie
@@ -356,3 +358,42 @@ def test_simple_and_general_attribute_kernels_agree():
             )
             assert (simple == general).all()
             assert int(simple[..., 0].sum()) == int(octets.sum())
+
+
+@SETTINGS
+@given(
+    st.lists(
+        st.tuples(st.integers(-(10**12), 10**13), st.integers(0, 6)), min_size=0, max_size=300
+    ),
+    st.sampled_from([1, 60_000, 300_000]),
+)
+def test_count_by_bin_matches_a_counter(items, bin_ms):
+    """Dense and sorted paths alike: every (bin, group) pair present, counted exactly."""
+    times = np.array([t for t, _ in items], np.int64)
+    groups = np.array([g for _, g in items], np.int32)
+    expected = Counter(((t // bin_ms) * bin_ms, g) for t, g in items)
+    got = count_by_bin(times, groups, bin_ms)
+    assert {(b, g): c for b, g, c in got} == expected
+    assert len(got) == len(expected)
+    assert [(b, g) for b, g, _ in got] == sorted((b, g) for b, g, _ in got)
+
+
+def test_count_by_bin_takes_the_sorted_path_for_times_spread_widely():
+    times = np.array([0, 10**15, 10**15 + 1, 0], np.int64)
+    groups = np.array([1, 1, 1, 0], np.int64)
+    assert count_by_bin(times, groups, 1000) == [(0, 0, 1), (0, 1, 1), (10**15, 1, 2)]
+
+
+@SETTINGS
+@given(
+    st.one_of(
+        st.integers(-(2**63) + 1, 2**63 - 1),
+        st.integers(-(2**53), 2**53),
+        st.integers(0, 2**42).map(lambda k: k * 300_000 - 1),
+    ),
+    st.sampled_from([1, 7, 1000, 60_000, 300_000, 3_600_000, 2**40 + 3]),
+)
+def test_floor_bin_equals_integer_floor_division(t, bin_ms):
+    """The kernels' bin number (a multiplication by 1 / bin_ms) is exact for every int64."""
+    lo, hi, _ = kernels.bin_extent(np.array([t], np.int64), np.zeros(1, np.int32), np.int64(bin_ms))
+    assert lo == hi == t // bin_ms
