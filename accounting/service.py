@@ -55,6 +55,7 @@ from collector.decode import Decoder
 from collector.journal import Journal
 from collector.listen import MAX_BATCH_DATAGRAMS, Endpoint, UdpListener
 from collector.metrics import Metrics
+from collector.spare_reserve import SpareReserve
 from collector.warmup import sample_datagrams
 
 log = logging.getLogger("egress.collect")
@@ -204,6 +205,7 @@ class CollectorService:
         self.decoder = Decoder(bin_ms=config.billing.bin_seconds * 1000)
         self.pipeline = Pipeline(config, self.table, decoder=self.decoder)
         self.journal = Journal(journal_root(config.collector) / name)
+        self.spares = SpareReserve(self.journal, config.collector.flush_seconds)
         self.listener = listener or UdpListener(
             [Endpoint(a.host, a.port) for a in config.collector.listen],
             receive_buffer_bytes=config.collector.receive_buffer_bytes,
@@ -271,6 +273,7 @@ class CollectorService:
     def run(self, stop: threading.Event, reload: threading.Event | None = None) -> None:
         gc.freeze()  # start-up objects are never garbage: later collections skip them
         log.info("%s receiving (journal recovered, kernels loaded)", self.name)
+        self.spares.start()
         interval = self.config.collector.flush_seconds
         next_flush = time.monotonic() + interval
         while not stop.is_set():
@@ -448,6 +451,7 @@ class CollectorService:
         self._commit_thread.shutdown(wait=True)
         self.pipeline.close()
         self.listener.close()
+        self.spares.stop()
         self.journal.close()
 
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -53,6 +54,7 @@ HEADER_V1 = struct.Struct("<4sIQ")
 TRAILER_V1 = struct.Struct("<4sQ")
 INDEX_BYTES_PER_DATAGRAM = 4 + 16 + 2 + 8
 SPARES = 2  # retired segments kept for reuse
+GROW_STEP = 2 << 20  # bytes a spare grows by per call of Journal.grow_spare
 
 
 def _segment_name(number: int) -> str:
@@ -69,6 +71,8 @@ class Journal:
     def __init__(self, directory: Path | str) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
+        # Renaming, retiring and growing spares: the receiving thread and the reserve's.
+        self._files = threading.Lock()
         numbers = self.segments() + self.spares()
         self.current = max(numbers) + 1 if numbers else 1
         self._position = 0  # where the next record goes in the open segment
@@ -86,13 +90,14 @@ class Journal:
     def _open(self, number: int) -> int:
         """Open segment ``number`` for writing from its start: a spare renamed, else new."""
         path = self.directory / _segment_name(number)
-        spares = [self.directory / _spare_name(n) for n in self.spares()]
-        if spares:
-            # The largest: the fewer new blocks and pages a segment needs, the cheaper.
-            os.rename(max(spares, key=lambda p: p.stat().st_size), path)
-            fd = os.open(path, os.O_WRONLY)
-        else:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with self._files:
+            spares = [self.directory / _spare_name(n) for n in self.spares()]
+            if spares:
+                # The largest: the fewer new blocks and pages a segment needs, the cheaper.
+                os.rename(max(spares, key=lambda p: p.stat().st_size), path)
+                fd = os.open(path, os.O_WRONLY)
+            else:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.pwrite(fd, END_STRUCT.pack(END, number), 0)
         return fd
 
@@ -144,24 +149,60 @@ class Journal:
         return self.current
 
     def delete_before(self, number: int) -> int:
-        """Retire the segments numbered below ``number`` (they are committed): keep up to
-        ``SPARES`` for reuse, remove the rest. Returns how many were retired."""
+        """Retire the segments numbered below ``number`` (they are committed): keep the
+        ``SPARES`` largest files for reuse, remove the rest. Returns how many were retired."""
         retired = 0
-        for seg in self.segments():
-            if seg >= number:
-                continue
-            path = self.directory / _segment_name(seg)
-            if len(self.spares()) < SPARES and _recyclable(path):
+        with self._files:
+            for seg in self.segments():
+                if seg >= number:
+                    continue
+                path = self.directory / _segment_name(seg)
+                retired += 1
+                if not _recyclable(path):
+                    path.unlink(missing_ok=True)
+                    continue
                 path.rename(self.directory / _spare_name(seg))
-            else:
-                path.unlink(missing_ok=True)
-            retired += 1
+                spares = sorted(self._spare_paths(), key=lambda p: p.stat().st_size)
+                for extra in spares[: max(0, len(spares) - SPARES)]:
+                    extra.unlink(missing_ok=True)
         return retired
 
     def remove_spares(self) -> None:
         """Delete the spare files (a journal that will not be written again)."""
-        for spare in self.spares():
-            (self.directory / _spare_name(spare)).unlink(missing_ok=True)
+        with self._files:
+            for path in self._spare_paths():
+                path.unlink(missing_ok=True)
+
+    def spare_bytes(self) -> list[int]:
+        """Sizes of the spare files, smallest first."""
+        with self._files:
+            return sorted(p.stat().st_size for p in self._spare_paths())
+
+    def grow_spare(self, target: int, keep_free: int = 0, step: int = GROW_STEP) -> bool:
+        """Extend the smallest spare below ``target`` bytes by up to ``step`` bytes, its blocks
+        allocated and its pages cached, so that a segment written over it later pays a copy
+        and nothing else. False when every spare is that large, when there is no spare, or
+        when growing would leave less than ``keep_free`` bytes free on the file system (the
+        segment being written needs them more)."""
+        with self._files:
+            sizes = sorted((p.stat().st_size, p) for p in self._spare_paths())
+            if not sizes or sizes[0][0] >= target:
+                return False
+            size, path = sizes[0]
+            grow = min(step, target - size)
+            free = os.statvfs(self.directory)
+            if free.f_bavail * free.f_frsize - grow < keep_free:
+                return False
+            fd = os.open(path, os.O_RDWR)
+            try:
+                os.posix_fallocate(fd, size, grow)
+                _load_pages(fd, size, grow)
+            finally:
+                os.close(fd)
+        return True
+
+    def _spare_paths(self) -> list[Path]:
+        return [self.directory / _spare_name(n) for n in self.spares()]
 
     def size_bytes(self) -> int:
         return sum((self.directory / _segment_name(s)).stat().st_size for s in self.segments())
@@ -223,8 +264,9 @@ class Journal:
             self._fd = -1
             if self._position == 0:
                 path = self.directory / _segment_name(self.current)
-                if _recyclable(path):
-                    path.rename(self.directory / _spare_name(self.current))
+                with self._files:
+                    if _recyclable(path):
+                        path.rename(self.directory / _spare_name(self.current))
 
 
 def _numbered(directory: Path, suffix: str) -> list[int]:
@@ -238,6 +280,18 @@ def _recyclable(path: Path) -> bool:
             return f.read(4) in (MAGIC, END)
     except OSError:
         return False
+
+
+def _load_pages(fd: int, offset: int, length: int) -> None:
+    """Read a freshly allocated range once: the file system hands back zero pages without
+    touching the disk, and they stay cached for the writes to come."""
+    buffer = bytearray(min(length, 1 << 20))
+    done = 0
+    while done < length:
+        got = os.preadv(fd, [memoryview(buffer)[: length - done]], offset + done)
+        if got <= 0:
+            return
+        done += got
 
 
 def _batch_from_record(body: bytes, n: int, payload_len: int) -> DatagramBatch:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import numpy as np
 
 from collector.datagrams import DatagramBatch
-from collector.journal import Journal
+from collector.journal import END_STRUCT, SPARES, Journal
+from collector.spare_reserve import SpareReserve
 
 
 def _batch(tag: bytes, n: int) -> DatagramBatch:
@@ -182,3 +186,69 @@ def test_format_1_records_are_still_replayed_and_their_files_not_recycled(tmp_pa
     assert _flat(j.replay(1, 1)) == _flat([batch, batch])
     j.delete_before(j.current)
     assert j.spares() == []  # removed, not kept for reuse
+
+
+def _retire_all(j: Journal) -> None:
+    j.delete_before(j.rotate())
+
+
+def test_retiring_keeps_the_largest_files_as_spares(tmp_path):
+    j = Journal(tmp_path)
+    sizes = []
+    for n in (30, 5, 60, 10):  # four segments of different sizes, retired together
+        j.append(_batch(b"s", n))
+        sizes.append(j._position + END_STRUCT.size)  # records, then the end marker
+        j.rotate()
+    assert j.delete_before(j.current) == 4
+    assert j.segments() == [j.current]
+    assert j.spare_bytes() == sorted(sizes)[-SPARES:]
+
+
+def test_a_grown_spare_is_written_over_and_replays_only_its_new_records(tmp_path):
+    j = Journal(tmp_path)
+    j.append(_batch(b"a", 8))
+    _retire_all(j)
+    before = j.spare_bytes()
+    while j.grow_spare(before[0] + 5 * 4096 + 123, step=4096):
+        pass
+    assert j.spare_bytes() == [before[0] + 5 * 4096 + 123]
+    assert not j.grow_spare(1)  # every spare is already that large
+    fresh = _batch(b"f", 3)
+    seg = j.rotate()  # written over the grown spare
+    j.append(fresh)
+    j.rotate()
+    assert _flat(j.replay(seg)) == _flat([fresh])
+    j.close()
+    assert _flat(Journal(tmp_path).replay(seg)) == _flat([fresh])
+
+
+def test_growing_never_takes_the_room_the_open_segment_needs(tmp_path):
+    j = Journal(tmp_path)
+    assert not j.grow_spare(1 << 20)  # no spare yet
+    j.append(_batch(b"a", 4))
+    _retire_all(j)
+    size = j.spare_bytes()[0]
+    assert not j.grow_spare(size + 4096, keep_free=1 << 62)
+    assert j.spare_bytes() == [size]
+
+
+def test_the_reserve_grows_spares_to_the_peak_rate_at_idle_priority(tmp_path):
+    j = Journal(tmp_path)
+    j.append(_batch(b"a", 4))
+    _retire_all(j)
+    reserve = SpareReserve(j, flush_seconds=1.0, margin=2.0, poll_seconds=0.05)
+    reserve.start()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not reserve.steps:
+            j.append(_batch(b"r", 200))  # ~20 KB per append: a write rate to follow
+            time.sleep(0.01)
+        policy = os.sched_getscheduler(reserve._thread.native_id)
+        while time.monotonic() < deadline and min(j.spare_bytes()) < reserve.target:
+            time.sleep(0.05)
+    finally:
+        reserve.stop()
+    assert reserve.steps > 0 and reserve.target > 0
+    assert min(j.spare_bytes()) >= reserve.target
+    assert policy == os.SCHED_IDLE
+    assert not reserve._thread.is_alive()
