@@ -12,7 +12,9 @@ Retired segments are recycled, as database write-ahead logs do: up to ``SPARES``
 are renamed ``NNNNNNNNNNNN.spare`` and the next segments are written over them from the
 start. Writing over blocks that are allocated and pages that are cached costs a copy;
 appending to a fresh file costs block allocation and page set-up, which measured ~2.9 µs
-per 1,464-byte datagram on ext4 here against ~0.15 µs for the overwrite. A recycled file
+per 1,464-byte datagram on ext4 here against ~0.15 µs for the overwrite; retiring keeps
+the largest files, and :meth:`Journal.grow_spare` lets a background thread
+(collector/spare_reserve.py) enlarge them before traffic needs it. A recycled file
 still holds older records after what was written since: each record carries its segment
 number in its header and trailer, and replay stops at the first record of another
 segment. Segment numbers never repeat while a spare exists (a new journal numbers after
