@@ -451,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         "--budget-minutes",
         type=float,
         default=None,
-        help="no step starts after this (default 15; quick: 2); what is left is reported as not run",
+        help="no step starts after this (default 18; quick: 2); what is left is reported as not run",
     )
     args = parser.parse_args(argv)
     if not args.no_netns and not _in_private_netns():
@@ -480,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     def log(text: str) -> None:
         print(f"[{time.monotonic() - began:6.1f} s] {text}", flush=True)
 
-    budget = args.budget_minutes or (2.0 if quick else 15.0)
+    budget = args.budget_minutes or (2.0 if quick else 18.0)
     runner = Runner(workdir, log, time.monotonic() + 60 * budget)
     ceilings: dict[str, Stat | None] = {}
     searches: list[Search] = []
