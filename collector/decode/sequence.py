@@ -36,6 +36,7 @@ import numpy as np
 MOD = 1 << 32
 MAX_JUMP = 1 << 24  # larger jumps are restarts, not losses
 RECENT = 256  # sequence numbers remembered per stream to tell duplicates from reorders
+MAX_BREAKS = 32  # messages per stream and batch handled alone before the rest all are
 
 StreamKey = tuple[tuple[int, int], int, int]  # exporter pair, version, domain
 
@@ -104,24 +105,64 @@ class SequenceTracker:
             stream = self._streams.get(key)
             if stream is None:
                 stream = self._streams[key] = _Stream(None, deque(maxlen=RECENT))
-            s_g, i_g, b_g = seq[group], inc[group], bins[group]
-            # Fast path: the whole group is in order and every increment known.
-            if (i_g >= 0).all():
-                expect = np.empty(len(group), np.int64)
-                expect[0] = stream.expected if stream.expected is not None else s_g[0]
-                expect[1:] = (s_g[:-1] + i_g[:-1]) % MOD
-                if (expect == s_g).all():
-                    for b in np.unique(b_g).tolist():
-                        sel = b_g == b
-                        row = self._row(rows, key, b)
-                        row.messages += int(sel.sum())
-                        row.received += int(i_g[sel].sum())
-                    stream.recent.extend(s_g[-RECENT:].tolist())
-                    stream.expected = int((s_g[-1] + i_g[-1]) % MOD)
-                    continue
-            for s, c, b in zip(s_g.tolist(), i_g.tolist(), b_g.tolist(), strict=True):
-                self._one(stream, self._row(rows, key, b), s, c)
+            self._observe_stream(rows, key, stream, seq[group], inc[group], bins[group])
         return list(rows.values())
+
+    def _observe_stream(
+        self,
+        rows: dict,
+        key: StreamKey,
+        stream: _Stream,
+        seq: np.ndarray,
+        inc: np.ndarray,
+        bins: np.ndarray,
+    ) -> None:
+        """One stream's messages of a batch, in arrival order: each run that continues the
+        stream exactly is counted at once, each message that breaks it (a gap, a reorder,
+        a duplicate, a reset, an unknown increment) alone. A loss then costs one message
+        handled in Python, not the whole batch; past MAX_BREAKS breaks in a batch the rest
+        goes one by one (heavy disorder: small batches of it)."""
+        start, n = 0, len(seq)
+        for _ in range(MAX_BREAKS):
+            s, i, b = seq[start:], inc[start:], bins[start:]
+            unknown = np.flatnonzero(i < 0)
+            known = int(unknown[0]) if len(unknown) else len(s)
+            run = 0
+            if known:
+                expect = np.empty(known, np.int64)
+                expect[0] = stream.expected if stream.expected is not None else s[0]
+                expect[1:] = (s[: known - 1] + i[: known - 1]) % MOD
+                breaks = np.flatnonzero(expect != s[:known])
+                run = int(breaks[0]) if len(breaks) else known
+            if run:
+                self._count_run(rows, key, stream, s[:run], i[:run], b[:run])
+            if run == len(s):
+                return
+            self._one(stream, self._row(rows, key, int(b[run])), int(s[run]), int(i[run]))
+            start += run + 1
+            if start == n:
+                return
+        rest = zip(seq[start:].tolist(), inc[start:].tolist(), bins[start:].tolist(), strict=True)
+        for sequence, increment, bin_start in rest:
+            self._one(stream, self._row(rows, key, bin_start), sequence, increment)
+
+    def _count_run(
+        self,
+        rows: dict,
+        key: StreamKey,
+        stream: _Stream,
+        s: np.ndarray,
+        i: np.ndarray,
+        b: np.ndarray,
+    ) -> None:
+        """Messages that each continue the stream exactly (what :meth:`_one` does for one)."""
+        for bin_start in np.unique(b).tolist():
+            sel = b == bin_start
+            row = self._row(rows, key, bin_start)
+            row.messages += int(sel.sum())
+            row.received += int(i[sel].sum())
+        stream.recent.extend(s[-RECENT:].tolist())
+        stream.expected = int((s[-1] + i[-1]) % MOD)
 
     def _row(self, rows: dict, key: StreamKey, b: int) -> SequenceRow:
         row = rows.get((key, b))
