@@ -23,9 +23,9 @@ starts at 90 % of the probed rate and rises by 6 % (at most twice) while steps p
 others start at the first one's figure (a receiver with state that outlives restarts and
 is sized by the traffic, egress's journal spares, first runs two unrecorded full-length
 steps at the starting rate, as a deployed one has run for a while); a failing step is followed by
-steps at 85, 70, 55 and 40 % of its rate until one passes (short probes overestimate
+steps at 92, 85, 70, 55 and 40 % of its rate until one passes (short probes overestimate
 receivers whose buffers hide a slow backlog; the coarse descent keeps the full run within
-30 minutes, so a figure may sit up to 15 % below the highest rate that would pass). The
+30 minutes, so a figure may sit up to 8 % below the highest rate that would pass). The
 figure is the median over repetitions (min-max beside it). The machine's single-sender
 ceiling is the sender at full speed into the plain Python receiver (5 s runs).
 
@@ -349,8 +349,8 @@ def confirm(
 ) -> Step | None:
     """One repetition of full-length steps: the highest passing one (None if none).
     Starts at ``start_rate``; rises by 6 % (twice at most) while steps pass when ``rise``;
-    after a failure tries 85 %, 70 %, 55 % and 40 % of ``start_rate`` (each full-length
-    step costs 16-22 s: the full run has to fit in 30 minutes)."""
+    after a failure tries 92 %, 85 %, 70 %, 55 % and 40 % of ``start_rate`` (each
+    full-length step costs 16-22 s: the full run has to fit in 30 minutes)."""
     best = None
     s = runner.step(receiver, stream, start_rate, step_seconds)
     if s.receiver_ok:
@@ -366,7 +366,7 @@ def confirm(
                 break
             best, rate = s, nxt
         return best
-    for fraction in (0.85, 0.7, 0.55, 0.4):
+    for fraction in (0.92, 0.85, 0.7, 0.55, 0.4):
         s = runner.step(receiver, stream, _round(start_rate * fraction), step_seconds)
         if s.receiver_ok:
             return s
@@ -451,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         "--budget-minutes",
         type=float,
         default=None,
-        help="no step starts after this (default 18; quick: 2); what is left is reported as not run",
+        help="no step starts after this (default 20; quick: 2); what is left is reported as not run",
     )
     args = parser.parse_args(argv)
     if not args.no_netns and not _in_private_netns():
@@ -480,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     def log(text: str) -> None:
         print(f"[{time.monotonic() - began:6.1f} s] {text}", flush=True)
 
-    budget = args.budget_minutes or (2.0 if quick else 18.0)
+    budget = args.budget_minutes or (2.0 if quick else 20.0)
     runner = Runner(workdir, log, time.monotonic() + 60 * budget)
     ceilings: dict[str, Stat | None] = {}
     searches: list[Search] = []
