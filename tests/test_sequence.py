@@ -88,3 +88,26 @@ def test_more_breaks_than_the_bulk_path_takes_still_count_exactly():
     assert _summed(_batched(messages, len(messages))) == _summed(_one_by_one(messages))
     lost = sum(v[6] for v in _batched(messages, len(messages)).values())
     assert lost == 2 * MAX_BREAKS - 1
+
+
+def _observe(tracker: SequenceTracker, seqs: list[int], increment: int = 30):
+    n = len(seqs)
+    zeros = np.zeros(n, np.int64)
+    rows = tracker.observe(
+        EXPORTERS[:1], 5, zeros, zeros, np.array(seqs, np.int64), np.full(n, increment), zeros
+    )
+    return [astuple(r)[4:] for r in rows]  # messages, received, lost, dups, reord, resets, ...
+
+
+def test_an_exporter_restarting_a_little_after_it_began_is_a_reset_not_reordering():
+    tracker = SequenceTracker(BIN_MS)
+    _observe(tracker, list(range(0, 300_000, 30)))  # 10,000 messages, 300,000 flows
+    # The router reboots and counts from 0 again: 300,000 back, far beyond what the last
+    # RECENT messages span, well within MAX_JUMP.
+    assert _observe(tracker, list(range(0, 3_000, 30))) == [(100, 3_000, 0, 0, 0, 1, 0)]
+
+
+def test_a_message_that_fills_a_recent_gap_is_reordered():
+    tracker = SequenceTracker(BIN_MS)
+    # 0, 30, then 90 (60 lost), then the late 60: it fills the gap.
+    assert _observe(tracker, [0, 30, 90, 60]) == [(4, 120, 0, 0, 1, 0, 0)]

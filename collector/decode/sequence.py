@@ -18,8 +18,10 @@ signed difference d = s - e (mod 2**32) classifies it:
 - 0 < d <= MAX_JUMP: a gap of d units is counted as lost, then e = s + c;
 - -MAX_JUMP <= d < 0: a message from the past. If its sequence was seen recently it is
   a **duplicate** (its records are still decoded; the count is for the operator);
-  otherwise it is **reordered**: it fills part of a gap counted earlier, so ``lost`` is
-  reduced by c and ``reordered`` counts it;
+  if it lies within the span of the RECENT last messages it is **reordered**: it fills
+  part of a gap counted earlier, so ``lost`` is reduced by c and ``reordered`` counts it;
+  further back it is a **reset** (an exporter restarted a little after its numbering
+  began: read as reordering, every later message would lower ``lost``);
 - |d| > MAX_JUMP: a **reset** (exporter restarted): counted, no loss, e = s + c.
 
 Counters are per (stream, bin of the message's export time), so completeness can be
@@ -185,11 +187,11 @@ class SequenceTracker:
                 pass
             elif 0 < diff <= MAX_JUMP:
                 row.lost += diff
-            elif -MAX_JUMP <= diff < 0:
-                if s in stream.recent:
-                    row.duplicates += 1
-                    row.received -= max(c, 0)
-                    return
+            elif -MAX_JUMP <= diff < 0 and s in stream.recent:
+                row.duplicates += 1
+                row.received -= max(c, 0)
+                return
+            elif -MAX_JUMP <= diff < 0 and -diff <= _span(stream):
                 row.reordered += 1
                 row.lost -= max(c, 0)
                 stream.recent.append(s)
@@ -198,3 +200,10 @@ class SequenceTracker:
                 row.resets += 1
         stream.recent.append(s)
         stream.expected = (s + c) % MOD if c >= 0 else None
+
+
+def _span(stream: _Stream) -> int:
+    """How far back the remembered messages reach from the expectation (units)."""
+    if not stream.recent or stream.expected is None:
+        return 0
+    return (stream.expected - stream.recent[0]) % MOD
