@@ -22,10 +22,11 @@ within 12 %; then, per repetition, steps of the full length (15 s): the first re
 starts at 90 % of the probed rate and rises by 6 % (at most twice) while steps pass; the
 others start at the first one's figure (a receiver with state that outlives restarts and
 is sized by the traffic, egress's journal spares, first runs two unrecorded full-length
-steps at the starting rate, as a deployed one has run for a while); a failing step is followed by
-steps at 92, 85, 70, 55 and 40 % of its rate until one passes (short probes overestimate
-receivers whose buffers hide a slow backlog; the coarse descent keeps the full run within
-30 minutes, so a figure may sit up to 8 % below the highest rate that would pass). The
+steps at the starting rate, as a deployed one has run for a while); a failing step is
+followed by steps at 92, 85, 70, 55 and 40 % of its rate until one passes (short probes
+overestimate receivers whose buffers hide a slow backlog; the coarse descent keeps the
+full run within 30 minutes, so a figure may sit up to 8 % below the highest rate that
+would pass). The
 figure is the median over repetitions (min-max beside it). The machine's single-sender
 ceiling is the sender at full speed into the plain Python receiver (5 s runs).
 
@@ -666,8 +667,9 @@ receives (journal recovered, kernels loaded). Its journal's spare segments are k
 steps, and two unrecorded full-length steps at the starting rate precede the measured ones:
 a deployed collector's spares hold 1.25 x a flush interval's traffic (grown at idle
 priority once the rate is seen), while a brand-new journal, or one whose spares were sized
-by 3 s probes, appends to fresh pages (~2.3 µs more per datagram on this machine). egress-tmpfs-journal is the same with `journal_dir` on
-tmpfs (/dev/shm here), where deploy/egress.service puts it (/run/egress). egress-w2 is
+by 3 s probes, appends to fresh pages (~2.3 µs more per datagram on this machine).
+egress-tmpfs-journal is the same with `journal_dir` on tmpfs (/dev/shm here), where
+deploy/egress.service puts it (/run/egress). egress-w2 is
 `workers = 2`, which needs both cores: it is not pinned, so it shares core 0 with the
 sender. CPU is the receiver's process tree while sending (100 % = one core).
 

@@ -93,7 +93,7 @@ class Journal:
         """Open segment ``number`` for writing from its start: a spare renamed, else new."""
         path = self.directory / _segment_name(number)
         with self._files:
-            spares = [self.directory / _spare_name(n) for n in self.spares()]
+            spares = self._spare_paths()
             if spares:
                 # The largest: the fewer new blocks and pages a segment needs, the cheaper.
                 os.rename(max(spares, key=lambda p: p.stat().st_size), path)

@@ -7,9 +7,9 @@ is handed back to the host and faults again at first touch. Rising traffic (the 
 peak, a restart at a higher rate) would pay that on the receiving thread, at the worst
 moment. This thread watches the bytes the journal takes per flush interval (over a
 sliding window of that length) and keeps every spare at least ``margin`` x the most seen
-since start, growing
-it in small steps under SCHED_IDLE: it runs only when the core has nothing else to do, and
-never takes space the open segment may need (see Journal.grow_spare).
+since start, growing it in small steps under SCHED_IDLE: it runs only when the core has
+nothing else to do, and never takes space the open segment may need (see
+Journal.grow_spare).
 """
 
 from __future__ import annotations
@@ -80,10 +80,7 @@ class SpareReserve:
 
 
 def _idle_priority() -> None:
-    """SCHED_IDLE for the calling thread (Linux sets policies per thread); nice 19 where
-    that policy is not available."""
-    try:
+    """SCHED_IDLE for the calling thread (Linux sets policies per thread; any thread may
+    lower its own). Elsewhere the thread keeps its priority."""
+    with contextlib.suppress(AttributeError, OSError):
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)

@@ -26,8 +26,8 @@ _IPFIX_V6 = [(27, 16), (28, 16), (1, 8), (2, 8), (10, 4), (14, 4), (152, 8), (15
 _V9_V4 = [(8, 4), (12, 4), (1, 4), (2, 4), (10, 2), (14, 2), (22, 4), (21, 4)]
 
 
-def _v5() -> bytes:
-    header = struct.pack(">HHIIIIBBH", 5, 1, UPTIME_MS, EXPORT_SECONDS, 0, 0, 0, 0, 0)
+def _v5(records: int = 1) -> bytes:
+    header = struct.pack(">HHIIIIBBH", 5, records, UPTIME_MS, EXPORT_SECONDS, 0, 0, 0, 0, 0)
     record = struct.pack(
         ">IIIHHIIIIHHBBBBHHBBH",
         0x0A000001,
@@ -51,7 +51,7 @@ def _v5() -> bytes:
         0,
         0,
     )
-    return header + record
+    return header + record * records
 
 
 def _template(set_id: int, template_id: int, fields: list[tuple[int, int]]) -> bytes:
@@ -94,7 +94,5 @@ def sample_datagrams(full_batch: int = 0) -> DatagramBatch:
     then ``full_batch`` datagrams of 30 v5 records: a batch of the size the collector
     takes at full rate, so that the heap has grown to what such a batch needs."""
     payloads = [_v5(), _v9(), _ipfix()]
-    header, record = _v5()[:24], _v5()[24:]
-    full = header[:2] + struct.pack(">H", 30) + header[4:] + record * 30
-    payloads += [full] * full_batch
+    payloads += [_v5(records=30)] * full_batch
     return DatagramBatch.from_payloads(payloads, [EXPORTER] * len(payloads))
