@@ -167,6 +167,12 @@ def report_json(config: Path, month: str = "2026-11") -> dict:
     return json.loads(result.output)
 
 
+def egress_status(config: Path) -> str:
+    result = CliRunner().invoke(main, ["status", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
 def send_payloads(
     payloads: list[bytes], port: int, source: str = "127.0.1.1", host: str = "127.0.0.1"
 ) -> None:

@@ -17,6 +17,26 @@ def _ago(status: CollectorStatus, moment) -> str:
     return f"{seconds / 3600:.1f} h ago"
 
 
+def _dropped_lines(s: CollectorStatus) -> list[str]:
+    """Datagrams the collector read and could not account, by reason; undeclared
+    exporters by address (the busiest first)."""
+    reasons = {k: v for k, v in s.dropped_24h.items() if not k.startswith("unknown_exporter:")}
+    lines = [
+        f"datagrams dropped in 24 h: {sum(reasons.values()):,}"
+        + (" (" + ", ".join(f"{k} {v:,}" for k, v in reasons.items()) + ")" if reasons else "")
+    ]
+    sources = [
+        (k.partition(":")[2], v)
+        for k, v in s.dropped_24h.items()
+        if k.startswith("unknown_exporter:")
+    ]
+    if sources:
+        shown = ", ".join(f"{a} {v:,}" for a, v in sources[:5])
+        more = f" and {len(sources) - 5} more" if len(sources) > 5 else ""
+        lines.append(f"  from undeclared exporters: {shown}{more}")
+    return lines
+
+
 def render_status(s: CollectorStatus) -> str:
     lines = [
         f"database   {s.database} ({human_bytes(s.database_bytes)})",
@@ -26,6 +46,7 @@ def render_status(s: CollectorStatus) -> str:
         else "last flush never (is `egress collect` running?)",
         f"flows committed in the last hour: {s.flows_last_hour:,}",
         f"kernel receive-buffer drops in 24 h: {s.kernel_drops_24h:,}",
+        *_dropped_lines(s),
         "",
         f"{'exporter':<40} {'last seen':>14} {'datagrams/h':>12} {'loss 24h':>9}",
     ]
