@@ -108,6 +108,7 @@ class _InFlight:
     future: Future
     payload: FlushPayload
     started: float
+    prepared: float  # when the payload was ready (receiving stood still until then)
 
 
 @dataclass(frozen=True)
@@ -306,7 +307,10 @@ class CollectorService:
         payload = self._prepare_flush(force)
         if payload is None:
             return True
-        return self._complete_flush(self.committer(payload, wait_seconds), payload, started)
+        prepared = time.monotonic()
+        return self._complete_flush(
+            self.committer(payload, wait_seconds), payload, started, prepared
+        )
 
     def start_background_flush(self, wait_seconds: float) -> None:
         """Prepare a flush here and commit it on the commit thread, so that receiving goes
@@ -320,7 +324,7 @@ class CollectorService:
         if payload is None:
             return
         future = self._commit_thread.submit(self.committer, payload, wait_seconds)
-        self.inflight = _InFlight(future, payload, started)
+        self.inflight = _InFlight(future, payload, started, time.monotonic())
 
     def finish_background_flush(self, *, block: bool) -> bool | None:
         """Account for the background flush once its commit is done (wait for it when
@@ -334,7 +338,7 @@ class CollectorService:
         except Exception as exc:  # the committer's own failure: keep the data, say why
             log.exception("flush failed")
             error = f"{type(exc).__name__}: {exc}"
-        return self._complete_flush(error, inflight.payload, inflight.started)
+        return self._complete_flush(error, inflight.payload, inflight.started, inflight.prepared)
 
     def _prepare_flush(self, force: bool) -> FlushPayload | None:
         """Close the journal segment and take everything not yet committed into a payload
@@ -379,7 +383,9 @@ class CollectorService:
         )
         return payload
 
-    def _complete_flush(self, error: str | None, payload: FlushPayload, started: float) -> bool:
+    def _complete_flush(
+        self, error: str | None, payload: FlushPayload, started: float, prepared: float
+    ) -> bool:
         """After a commit: on success forget what it wrote and the journal before it; on
         failure keep both for the next flush."""
         if error is not None:
@@ -407,12 +413,14 @@ class CollectorService:
         self.metrics.set("egress_last_flush_timestamp_seconds", self.last_flush_ok)
         self.metrics.set("egress_last_flush_duration_seconds", elapsed)
         log.info(
-            "flush committed (%s): %d datagrams, %d flows, %d usage rows in %.3f s",
+            "flush committed (%s): %d datagrams, %d flows, %d usage rows in %.3f s"
+            " (prepared in %.3f s on the receiving thread)",
             self.name,
             payload.datagrams,
             payload.flows,
             len(payload.usage),
             elapsed,
+            prepared - started,
         )
         self.pending = _Pending()
         return True

@@ -180,6 +180,13 @@ class Journal:
         with self._files:
             return sorted(p.stat().st_size for p in self._spare_paths())
 
+    def largest_file_bytes(self) -> int:
+        """Size of the largest segment or spare file: the most one flush interval has
+        needed (as far as the files remember; 0 for a new journal)."""
+        with self._files:
+            paths = [self.directory / _segment_name(n) for n in self.segments()]
+            return max((p.stat().st_size for p in paths + self._spare_paths()), default=0)
+
     def grow_spare(self, target: int, keep_free: int = 0, step: int = GROW_STEP) -> bool:
         """Extend the smallest spare below ``target`` bytes by up to ``step`` bytes, its blocks
         allocated and its pages cached, so that a segment written over it later pays a copy

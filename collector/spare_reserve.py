@@ -10,6 +10,11 @@ sliding window of that length) and keeps every spare at least ``margin`` x the m
 since start, growing it in small steps under SCHED_IDLE: it runs only when the core has
 nothing else to do, and never takes space the open segment may need (see
 Journal.grow_spare).
+
+The journal's largest file is what an earlier run of the collector needed: the reserve
+starts from its size, so after a restart the spares are grown to it at once, not one
+flush interval later when the rate has been measured again (by then the receiving thread
+would have written the second segment past the smaller spare's end).
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ class SpareReserve:
 
     def _run(self) -> None:
         _idle_priority()
+        self.target = max(self.target, self.journal.largest_file_bytes())
         samples = deque([(time.monotonic(), self.journal.bytes_written)])
         while not self._stop.wait(self.poll_seconds):
             now, written = time.monotonic(), self.journal.bytes_written

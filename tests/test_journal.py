@@ -252,3 +252,26 @@ def test_the_reserve_grows_spares_to_the_peak_rate_at_idle_priority(tmp_path):
     assert min(j.spare_bytes()) >= reserve.target
     assert policy == os.SCHED_IDLE
     assert not reserve._thread.is_alive()
+
+
+def test_after_a_restart_the_reserve_grows_spares_to_the_largest_file(tmp_path):
+    j = Journal(tmp_path)
+    for n in (250, 20, 250, 20):  # segments of the last run's peak, and small ones
+        j.append(_batch(b"s", n))
+        j.rotate()
+    j.delete_before(j.current)
+    j.close()
+    j = Journal(tmp_path)  # the next run writes over the largest; no rate measured yet
+    largest = j.largest_file_bytes()
+    assert min(j.spare_bytes()) < largest
+    reserve = SpareReserve(j, flush_seconds=60.0, poll_seconds=0.05)
+    reserve.start()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and min(j.spare_bytes()) < largest:
+            time.sleep(0.05)
+    finally:
+        reserve.stop()
+    assert reserve.target == largest
+    assert j.spare_bytes() == [largest] * len(j.spare_bytes())
+    j.close()
