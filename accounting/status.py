@@ -54,15 +54,16 @@ def collector_status(config: Config) -> CollectorStatus:
         seen = dict(store.con.execute("SELECT exporter, last_seen FROM exporters_seen").fetchall())
         day = store.exporter_counters_between(now - timedelta(hours=24), now + timedelta(hours=1))
         hour = store.exporter_counters_between(now - timedelta(hours=1), now + timedelta(hours=1))
-        dropped = dict(
-            store.con.execute(
+        dropped = {
+            reason: int(count)
+            for reason, count in store.con.execute(
                 "SELECT c.reason, sum(c.count)::BIGINT FROM source_counters c"
                 " JOIN sources s USING (source_id)"
                 " WHERE s.kind = 'collector' AND s.ingested_at >= ? AND c.kind = 'dropped'"
                 " GROUP BY ALL ORDER BY 2 DESC, 1",
                 [now - timedelta(hours=24)],
             ).fetchall()
-        )
+        }
 
     def pick(frame, exporter, counter):
         sel = frame.filter((frame["exporter"] == exporter) & (frame["counter"] == counter))
@@ -90,6 +91,6 @@ def collector_status(config: Config) -> CollectorStatus:
         flows_last_hour=int(flows_hour),
         exporters=exporters,
         kernel_drops_24h=pick(day, "*", "kernel_drops")[0],
-        dropped_24h={reason: int(count) for reason, count in dropped.items()},
+        dropped_24h=dropped,
         now=now,
     )

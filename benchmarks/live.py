@@ -570,15 +570,15 @@ def main(argv: list[str] | None = None) -> int:
             # spares, on disk or tmpfs) carries over from one protocol to the next, as it
             # would in a deployed collector receiving both.
             receiver = RECEIVERS[name]()
+            versions[receiver.name] = receiver.version
+            unavailable = receiver.unavailable()
             try:
                 for protocol in protocols:
                     if only.get(name, protocol) != protocol:
                         continue
-                    versions[receiver.name] = receiver.version
-                    why = receiver.unavailable()
-                    if why:
-                        log(f"{name}: skipped: {why}")
-                        searches.append(Search(name, protocol, [], False, 0, [], [], why))
+                    if unavailable:
+                        log(f"{name}: skipped: {unavailable}")
+                        searches.append(Search(name, protocol, [], False, 0, [], [], unavailable))
                         continue
                     try:
                         found = search(
