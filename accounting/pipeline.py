@@ -1,15 +1,16 @@
 """The processing shared by `egress ingest` and `egress collect`: datagrams in, usage out.
 
 allow-list -> decode -> configured sampling -> uplinks -> attribution, with attribution on
-a second thread (the numba kernels release the GIL, so decoding the next batch overlaps
-binning this one). What comes out between two :meth:`Pipeline.drain` calls is one
-:class:`Harvest`: usage rows, counters per exporter and bin, and the reasons anything was
-dropped or adjusted.
+a second thread when the process may run on more than one core (the numba kernels
+release the GIL, so decoding the next batch overlaps binning this one). What comes out
+between two :meth:`Pipeline.drain` calls is one :class:`Harvest`: usage rows, counters
+per exporter and bin, and the reasons anything was dropped or adjusted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import threading
 import time
@@ -62,8 +63,21 @@ class StageClock:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - begin
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask, e.g. under taskset)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 class Pipeline:
-    """Feeds batches through decode and attribution; :meth:`drain` hands over the results."""
+    """Feeds batches through decode and attribution; :meth:`drain` hands over the results.
+
+    ``inline`` attributes each batch on the feeding thread. By default it does so when
+    the process may use one core only: a second thread then overlaps nothing and costs
+    its hand-offs and a cache refilled at every switch (measured on one core: 2.9 against
+    3.6 µs per v5 datagram, 3.6 against 4.1 per IPFIX datagram, decode and attribution).
+    """
 
     def __init__(
         self,
@@ -73,6 +87,7 @@ class Pipeline:
         decoder: Decoder | None = None,
         clock: StageClock | None = None,
         queue_depth: int = 3,
+        inline: bool | None = None,
     ) -> None:
         self.table = table
         self.bin_ms = config.billing.bin_seconds * 1000
@@ -85,8 +100,11 @@ class Pipeline:
         self._queue: queue.Queue = queue.Queue(maxsize=queue_depth)
         self._error: BaseException | None = None
         self._reset()
-        self._thread = threading.Thread(target=self._work, name="egress-attribute", daemon=True)
-        self._thread.start()
+        self.inline = usable_cores() == 1 if inline is None else inline
+        self._thread: threading.Thread | None = None
+        if not self.inline:
+            self._thread = threading.Thread(target=self._work, name="egress-attribute", daemon=True)
+            self._thread.start()
 
     def _reset(self) -> None:
         # The worker thread writes only _usage, _worker_notes, _worker_counters and the
@@ -127,7 +145,11 @@ class Pipeline:
                     h.counters[(row.bin_start_ms, label, f"sequence_{name}")] += value
         if len(flows):
             h.flows += len(flows)
-            self._queue.put((flows, result.exporters, labels, self.table))
+            if self.inline:
+                with self.clock("attribute"):
+                    self._attribute(flows, result.exporters, labels, self.table)
+            else:
+                self._queue.put((flows, result.exporters, labels, self.table))
 
     def _count_datagrams(self, batch: DatagramBatch, counters: Counter) -> None:
         if len(batch) == 0:
@@ -149,9 +171,10 @@ class Pipeline:
 
     def drain(self) -> Harvest:
         """Wait for the queued batches to be attributed; return and reset the harvest."""
-        done = threading.Event()
-        self._queue.put(done)
-        done.wait()
+        if self._thread is not None:
+            done = threading.Event()
+            self._queue.put(done)
+            done.wait()
         if self._error is not None:
             raise self._error
         h = self._h
@@ -165,8 +188,9 @@ class Pipeline:
         return h
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
 
     # -- worker thread -----------------------------------------------------------------
     def _work(self) -> None:

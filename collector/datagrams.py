@@ -84,21 +84,36 @@ def pair_to_address(hi: int, lo: int) -> ipaddress.IPv4Address | ipaddress.IPv6A
     return v6.ipv4_mapped or v6
 
 
-def unique_addresses(addresses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct (hi, lo) address rows and, per input row, the index of its distinct row.
+# Beyond this many distinct exporters in one batch, sorting beats the linear scan.
+SCAN_DISTINCT_MAX = 64
 
-    ``np.unique(axis=0)`` sorts the rows as structured records (slow: ~5 ms for 10k
-    datagrams); when every row shares its high half (all IPv4, or one IPv6 /64) a 1-D
-    unique of the low half gives the same answer in a tenth of the time.
+
+def unique_addresses(addresses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (hi, lo) address rows in sorted order and, per input row, the index of
+    its distinct row (what ``np.unique(axis=0, return_inverse=True)`` gives).
+
+    A compiled scan numbers the addresses in order of first appearance (batches come from
+    a few exporters); only the distinct rows are then sorted. ``np.unique(axis=0)`` sorts
+    every row as a structured record (~5 ms for 10k datagrams): it is the fallback for a
+    batch from more than SCAN_DISTINCT_MAX exporters.
     """
     if len(addresses) == 0:
         return addresses.reshape(0, 2), np.zeros(0, np.int64)
-    hi = addresses[:, 0]
-    if (hi == hi[0]).all():
-        lo, inverse = np.unique(addresses[:, 1], return_inverse=True)
-        uniques = np.empty((len(lo), 2), dtype=addresses.dtype)
-        uniques[:, 0] = hi[0]
-        uniques[:, 1] = lo
+    from collector._addresskernel import first_seen_codes
+
+    hi = np.ascontiguousarray(addresses[:, 0], dtype=np.uint64)
+    lo = np.ascontiguousarray(addresses[:, 1], dtype=np.uint64)
+    codes = np.empty(len(addresses), np.int64)
+    seen = np.empty((2, SCAN_DISTINCT_MAX), np.uint64)
+    distinct = first_seen_codes(hi, lo, codes, seen[0], seen[1])
+    if distinct < 0:
+        uniques, inverse = np.unique(addresses, axis=0, return_inverse=True)
         return uniques, inverse.reshape(-1)
-    uniques, inverse = np.unique(addresses, axis=0, return_inverse=True)
-    return uniques, inverse.reshape(-1)
+    seen_hi, seen_lo = seen[0, :distinct], seen[1, :distinct]
+    order = np.lexsort((seen_lo, seen_hi))
+    rank = np.empty(distinct, np.int64)
+    rank[order] = np.arange(distinct)
+    uniques = np.empty((distinct, 2), dtype=addresses.dtype)
+    uniques[:, 0] = seen_hi[order]
+    uniques[:, 1] = seen_lo[order]
+    return uniques, rank[codes]

@@ -229,17 +229,33 @@ def test_source_addresses_are_ipv4_mapped_pairs(tmp_path):
     assert int(batch.source_address[0, 1]) == 0xFFFF_C633_64C8
 
 
-def test_unique_addresses_fast_path_agrees_with_numpy():
-    from collector.datagrams import unique_addresses
+def test_unique_addresses_agrees_with_numpy():
+    """The compiled scan (few exporters, any interleaving, IPv4 and IPv6 mixed) and its
+    fallback past SCAN_DISTINCT_MAX exporters give np.unique's sorted rows and inverse."""
+    from collector.datagrams import SCAN_DISTINCT_MAX, unique_addresses
 
     rng = np.random.default_rng(0)
-    v4 = np.zeros((500, 2), np.uint64)
-    v4[:, 1] = np.uint64(0xFFFF_0000_0000) | rng.integers(0, 8, 500).astype(np.uint64)
-    mixed = v4.copy()
-    mixed[::7, 0] = np.uint64(0x2001_0DB8 << 32)
-    for rows in (v4, mixed, v4[:0]):
-        uniques, inverse = unique_addresses(rows)
-        assert (uniques[inverse] == rows).all()
-        if len(rows):
-            want = np.unique(rows, axis=0)
-            assert (uniques == want).all()
+
+    def rows(n: int, distinct: int, v6_every: int = 0) -> np.ndarray:
+        out = np.zeros((n, 2), np.uint64)
+        out[:, 1] = np.uint64(0xFFFF_0000_0000) | rng.integers(0, distinct, n).astype(np.uint64)
+        if v6_every:
+            out[::v6_every, 0] = np.uint64(0x2001_0DB8 << 32)
+        return out
+
+    runs = np.repeat(rows(40, 5), rng.integers(1, 200, 40), axis=0)  # routers in runs
+    cases = [
+        rows(500, 8),
+        rows(500, 8, v6_every=7),
+        rows(4096, SCAN_DISTINCT_MAX),
+        rows(4096, 4 * SCAN_DISTINCT_MAX, v6_every=3),  # the sorting fallback
+        runs,
+        rows(1, 1),
+        rows(0, 1),
+    ]
+    for batch in cases:
+        uniques, inverse = unique_addresses(batch)
+        assert (uniques[inverse] == batch).all()
+        want, want_inverse = np.unique(batch, axis=0, return_inverse=True)
+        assert uniques.shape == want.shape and (uniques == want).all()
+        assert (inverse == want_inverse.reshape(-1)).all()
