@@ -15,7 +15,7 @@ import numpy as np
 from accounting import kernels
 from accounting.exporters import UplinkTable
 from accounting.members import MemberTable
-from accounting.usage import UsageRows
+from accounting.usage import UsageAccumulator, UsageRows
 from collector.batch import FlowBatch
 
 # A flow lasting longer than this is a clock anomaly (routers time flows out after
@@ -240,12 +240,15 @@ def attribute(
     notes: Counter,
     uplinks: UplinkTable | None = None,
     exporters: np.ndarray | None = None,
+    into: UsageAccumulator | None = None,
 ) -> UsageRows:
     """The whole per-batch accounting step: scale, bound, classify and bin in one pass.
 
     ``uplinks`` (indexed like ``flows.exporter_index``) restricts billing to flows that
     cross a declared uplink of their exporter (see accounting/exporters.py);
     ``exporters`` (the batch's exporter addresses) lets interface and VLAN rules apply.
+    With ``into``, usage is added straight into that accumulator's cube where it fits,
+    and only what did not fit is returned as rows (for ``into.add``).
     """
     n = len(flows)
     if n == 0:
@@ -274,7 +277,11 @@ def attribute(
         else:
             lo = int(p.start_ms[idx].min()) // bin_ms
             hi = int(p.end_ms[idx].max()) // bin_ms
-        cube = np.zeros((hi - lo + 1, n_rows, 3, 3), dtype=np.int64)
+        target = into.cube_for(lo, hi, n_rows) if into is not None else None
+        if target is None:
+            cube, base = np.zeros((hi - lo + 1, n_rows, 3, 3), dtype=np.int64), lo
+        else:
+            cube, base = target
         if simple and idx is None:
             kernels.attribute_simple(
                 v4only,
@@ -295,7 +302,7 @@ def attribute(
                 p.start_ms,
                 p.end_ms,
                 np.int64(bin_ms),
-                np.int64(lo),
+                np.int64(base),
                 cube,
             )
         else:
@@ -322,10 +329,13 @@ def attribute(
                 p.end_ms,
                 np.arange(n, dtype=np.int64) if idx is None else idx.astype(np.int64),
                 np.int64(bin_ms),
-                np.int64(lo),
+                np.int64(base),
                 cube,
             )
-        parts.append(UsageRows.from_cube(cube, lo, bin_ms))
+        if target is None:
+            parts.append(UsageRows.from_cube(cube, lo, bin_ms))
+    if not parts:
+        return UsageRows.empty()
     return parts[0] if len(parts) == 1 else UsageRows.combine(parts)
 
 

@@ -223,6 +223,7 @@ class Pipeline:
                 notes=self._worker_notes,
                 uplinks=self.policy.uplinks(exporters),
                 exporters=exporters,
+                into=self._usage,
             )
         )
         for b, e, c in count_by_bin(

@@ -113,6 +113,15 @@ class UsageAccumulator:
         np.add.at(view, flat + METRIC_PACKETS, rows.packets)
         np.add.at(view, flat + METRIC_FLOWS, rows.flows)
 
+    def cube_for(self, lo: int, hi: int, owners: int) -> tuple[np.ndarray, int] | None:
+        """The running cube, grown to cover bins lo..hi and ``owners`` owner rows, and the
+        absolute bin of its first plane: the attribution kernels add a batch straight
+        into it (no per-batch cube, no sparse rows to add back). None when it would grow
+        past ``max_cells``: the caller then hands rows to :meth:`add`."""
+        if not self._fit(lo, hi, owners):
+            return None
+        return self._cube, self._bin0
+
     def _fit(self, lo: int, hi: int, owners: int) -> bool:
         """Grow the cube to cover bins lo..hi and ``owners`` owner rows; False if too big."""
         cube = self._cube

@@ -84,6 +84,16 @@ def pair_to_address(hi: int, lo: int) -> ipaddress.IPv4Address | ipaddress.IPv6A
     return v6.ipv4_mapped or v6
 
 
+def gather_fixed(buffer: np.ndarray, starts: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """The ``dtype.itemsize`` bytes at each of ``starts`` in ``buffer``, viewed as a
+    structured array of ``dtype`` (one compiled copy; the caller checked the bounds)."""
+    from collector._gatherkernel import gather_rows
+
+    out = np.empty((len(starts), dtype.itemsize), np.uint8)
+    gather_rows(buffer, np.ascontiguousarray(starts, dtype=np.int64), out)
+    return out.view(dtype).reshape(-1)
+
+
 # Beyond this many distinct exporters in one batch, sorting beats the linear scan.
 SCAN_DISTINCT_MAX = 64
 

@@ -80,3 +80,59 @@ def test_rows_far_apart_are_kept_aside_not_lost():
     got = _as_dict(accumulator.rows())
     assert got == _as_dict(UsageRows.combine([recent, a_year_old]))
     assert sum(v[0] for v in got.values()) == int(recent.bytes.sum() + a_year_old.bytes.sum())
+
+
+def _shifted(flows, ms: int):
+    """The same flows, ``ms`` later."""
+    cols = flows.columns()
+    cols["flow_start_milliseconds"] = cols["flow_start_milliseconds"] + ms
+    cols["flow_end_milliseconds"] = cols["flow_end_milliseconds"] + ms
+    return type(flows)(**cols)
+
+
+def test_attributing_into_the_accumulator_equals_adding_the_rows(tmp_path):
+    """attribute(into=...) adds straight into the running cube where it fits and returns
+    the rest; the sums are those of attributing to rows and adding them, also when
+    batches arrive a year late (outside the cube) and for a small cube that fits
+    nothing."""
+    from collections import Counter
+
+    from accounting.attribution import attribute
+    from accounting.config import load_config
+    from accounting.members import compile_registry
+    from collector.batch import FlowBatch
+    from collector.decode import Decoder
+    from collector.pcap import read_datagrams
+    from collector.synth.model import TrafficSpec
+    from collector.synth.scenario_v9 import templated_scenario
+
+    scenario = templated_scenario(
+        tmp_path, protocol="ipfix", members=10, spec=TrafficSpec(seed=3, flows=4000)
+    )
+    config = load_config(scenario.config)
+    table = compile_registry(config.registry, config.billing.timezone)
+    decoder = Decoder()
+    flows = FlowBatch.concat([decoder.decode(b).flows for b in read_datagrams(scenario.capture)])
+    # Batches of 500 flows, latest first: each starts in a different bin of the cube.
+    batches = [
+        flows.take(np.arange(i, min(i + 500, len(flows)))) for i in range(0, len(flows), 500)
+    ]
+    batches.reverse()
+    assert len({int(f.flow_start_milliseconds.min()) // BIN_MS for f in batches}) > 3
+    batches.append(_shifted(batches[0], -365 * 86_400_000))  # a year late
+    for max_cells in (1 << 21, 30):
+        by_rows = UsageAccumulator(BIN_MS, max_cells=max_cells)
+        direct = UsageAccumulator(BIN_MS, max_cells=max_cells)
+        returned = []
+        for flows in batches:
+            by_rows.add(attribute(flows, table, bin_ms=BIN_MS, notes=Counter()))
+            rest = attribute(flows, table, bin_ms=BIN_MS, notes=Counter(), into=direct)
+            returned.append(len(rest))
+            direct.add(rest)
+        want = _as_dict(by_rows.rows())
+        assert want and _as_dict(direct.rows()) == want
+        # The big cube takes the recent batches directly, not the late one; the tiny
+        # cube takes none.
+        recent, late = returned[:-1], returned[-1]
+        assert late > 0
+        assert all(n > 0 for n in recent) if max_cells == 30 else not any(recent)

@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from collector.batch import TIME_FROM_EXPORT, FlowBatch
-from collector.datagrams import DatagramBatch
+from collector.datagrams import DatagramBatch, gather_fixed
 from collector.decode import fields as ie
 from collector.decode.sampling import SamplingState
 from collector.decode.sequence import SequenceRow, SequenceTracker
@@ -133,8 +133,7 @@ class Decoded:
 
 
 def gather_headers(batch: DatagramBatch, rows: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    at = batch.offsets[rows][:, None] + np.arange(dtype.itemsize)
-    return np.ascontiguousarray(batch.buffer[at]).view(dtype).reshape(-1)
+    return gather_fixed(batch.buffer, batch.offsets[rows], dtype)
 
 
 def walk_sets(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from collector.batch import FlowBatch
-from collector.datagrams import DatagramBatch
+from collector.datagrams import DatagramBatch, gather_fixed
 
 HEADER_LEN = 24
 RECORD_LEN = 48
@@ -107,8 +107,7 @@ def decode_v5(batch: DatagramBatch, rows: np.ndarray, errors: Counter) -> V5Reco
         errors["v5_short_header"] += int(short.sum())
         rows, lengths = rows[~short], lengths[~short]
     offsets = batch.offsets[rows]
-    header_bytes = batch.buffer[offsets[:, None] + np.arange(HEADER_LEN)]
-    headers = np.ascontiguousarray(header_bytes).view(HEADER_DTYPE).reshape(-1)
+    headers = gather_fixed(batch.buffer, offsets, HEADER_DTYPE)
     count = headers["count"].astype(np.int64)
     bad_count = (count == 0) | (count > MAX_RECORDS)
     truncated = ~bad_count & (lengths < HEADER_LEN + RECORD_LEN * count)
