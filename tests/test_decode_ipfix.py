@@ -299,3 +299,38 @@ def test_template_state_bounded_per_exporter_and_persisted():
     assert len(dec.state.templates) == 3
     snap = dec.snapshot()
     assert {t["template_id"] for t in snap["templates"]} == {256, 257, 258}
+
+
+def test_resent_template_sets_are_parsed_once_and_errors_counted_each_time():
+    """A re-sent identical set reuses the parsed templates (the cache of
+    collector/decode/flowsets.py) and is still counted and applied; a set with the same
+    id and new fields is parsed anew (replaced); a malformed set is never cached, so its
+    error counts at every sending; the cache stays within its bound."""
+    dec = Decoder()
+    tpl = ipfix_set(2, ipfix_template(256, BASE))
+    cache = dec.state.template_sets
+    for k in range(3):
+        r = decode(ipfix_message([tpl, ipfix_set(256, rec_base(octets=100 + k))]), decoder=dec)
+        assert r.notes["ipfix_templates"] == 1
+        assert r.flows.octet_delta_count.tolist() == [100 + k]
+    assert len(cache._sets) == 1
+    held = dec.state.templates.get(next(iter(dec.state.templates._templates)))
+    (cached,) = next(iter(cache._sets.values()))
+    assert held is cached  # one Template object for every re-send
+
+    other = ipfix_set(2, ipfix_template(256, [(1, 8), (2, 8), (8, 4), (12, 4)]))
+    record = struct.pack(">QQII", 7, 1, ip4("10.0.0.1"), ip4("11.0.0.1"))
+    r = decode(ipfix_message([other, ipfix_set(256, record)]), decoder=dec)
+    assert r.dropped["template_replaced"] == 1 and r.flows.octet_delta_count.tolist() == [7]
+    assert len(cache._sets) == 2
+
+    truncated = ipfix_set(2, struct.pack(">HH", 300, 5) + struct.pack(">HH", 8, 4))
+    for _ in range(3):
+        r = decode(ipfix_message([truncated]), decoder=dec)
+        assert r.dropped["ipfix_template_truncated"] == 1
+    assert len(cache._sets) == 2
+
+    cache.limit = 4
+    for tid in range(400, 410):
+        decode(ipfix_message([ipfix_set(2, ipfix_template(tid, BASE))]), decoder=dec)
+        assert len(cache._sets) <= 4

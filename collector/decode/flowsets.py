@@ -59,6 +59,7 @@ from collector.decode import fields as ie
 from collector.decode.sampling import SamplingState
 from collector.decode.sequence import SequenceRow, SequenceTracker
 from collector.decode.templates import (
+    ExporterKey,
     Limits,
     PendingBuffer,
     PendingSet,
@@ -105,6 +106,44 @@ class Dialect:
     counts_records: bool  # IPFIX sequence numbers count data records, v9 count packets
 
 
+class TemplateSetCache:
+    """Parsed template sets, by their bytes and where they came from.
+
+    Routers re-send their templates every few seconds or datagrams, nearly always
+    unchanged; parsing and compiling a set again cost ~37 µs each time (0.7 µs per
+    datagram of an IPFIX stream with templates every 100 datagrams). Templates are
+    immutable, so a re-sent set reuses the parsed ones. Only sets that parsed without an
+    error are kept (an error is counted each time it is seen). Bounded: exporters choose
+    what they send; past ``limit`` sets the cache starts again.
+    """
+
+    def __init__(self, limit: int = 1024) -> None:
+        self.limit = limit
+        self._sets: dict[tuple, tuple] = {}
+
+    def parse(
+        self,
+        dialect: Dialect,
+        data: bytes,
+        exporter: ExporterKey,
+        domain: int,
+        options: bool,
+        limits: Limits,
+        errors: Counter,
+    ) -> tuple:
+        key = (dialect.version, exporter, domain, options, data)
+        items = self._sets.get(key)
+        if items is not None:
+            return items
+        before = errors.total()
+        items = tuple(dialect.parse_template_set(data, exporter, domain, options, limits, errors))
+        if errors.total() == before:
+            if len(self._sets) >= self.limit:
+                self._sets.clear()
+            self._sets[key] = items
+        return items
+
+
 @dataclass
 class ExporterState:
     """Everything the decoder remembers about v9/IPFIX exporters between batches."""
@@ -114,6 +153,7 @@ class ExporterState:
     pending: PendingBuffer = None  # type: ignore[assignment]
     sampling: SamplingState = None  # type: ignore[assignment]
     sequence: SequenceTracker = None  # type: ignore[assignment]
+    template_sets: TemplateSetCache = field(default_factory=TemplateSetCache)
 
     def __post_init__(self) -> None:
         self.templates = self.templates or TemplateStore(self.limits)
@@ -261,7 +301,8 @@ def decode_messages(
             exporter = exporters[e]
             domain = int(h.domain[m])
             s0 = int(start[p])
-            items = dialect.parse_template_set(
+            items = state.template_sets.parse(
+                dialect,
                 bytes(view[s0 : s0 + int(length[p])]),
                 exporter,
                 domain,
