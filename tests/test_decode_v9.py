@@ -246,3 +246,18 @@ def test_sequence_gaps_duplicates_reorders():
     assert sum(s.reordered for s in rows) == 1
     assert lost == 1  # 3 and 4 missing, then 3 arrived late
     assert sum(s.messages for s in rows) == 7
+
+
+def test_a_template_without_sampling_fields_takes_one_rate_for_all_its_records():
+    """No per-record sampling element: every record gets the exporter's fallback rate,
+    or 0 and the note once per record when there is none (the set-wide path of
+    flowsets._rates)."""
+    from collector.decode.sampling import SamplingPolicy
+
+    pkt = v9_packet([tpl_flowset(v9_template(256, TPL)), data_flowset(256, _one_flow() * 3)])
+    r = Decoder().decode(batch([pkt]))
+    assert r.flows.sampling_interval.tolist() == [0, 0, 0]
+    assert r.notes["sampling_rate_not_exported"] == 3
+    r = Decoder(sampling=SamplingPolicy(default_rate=1 << 40)).decode(batch([pkt]))
+    assert r.flows.sampling_interval.tolist() == [0xFFFF_FFFF] * 3  # saturated, as before
+    assert r.notes["sampling_rate_not_exported"] == 0

@@ -486,6 +486,10 @@ class _Context:
     h: Headers
     exporter_idx: np.ndarray  # per message: index into the result's exporter list
 
+    def __post_init__(self) -> None:
+        # FlowBatch's dtype, converted once per batch of messages, not once per record.
+        self.exporter_idx32 = self.exporter_idx.astype(np.int32)
+
 
 def apply_options(t: Template, records: np.ndarray, sampling: SamplingState, notes: Counter):
     """Learn sampling rates / init times from options data records (few: a Python loop)."""
@@ -734,7 +738,7 @@ def flow_batch(
         flow_end_milliseconds=end,
         ingress_interface=u32(ie.INGRESS_INTERFACE),
         egress_interface=u32(ie.EGRESS_INTERFACE),
-        exporter_index=ctx.exporter_idx[rec_msg].astype(np.int32),
+        exporter_index=ctx.exporter_idx32[rec_msg],
         source_ipv6_address=src6,
         destination_ipv6_address=dst6,
         vlan_id=None if vlan is None else vlan.astype(np.uint16),
@@ -745,11 +749,26 @@ def flow_batch(
     )
 
 
+_PER_RECORD_SAMPLING = (
+    ie.SAMPLING_INTERVAL,
+    ie.SAMPLING_PACKET_INTERVAL,
+    ie.SAMPLER_ID,
+    ie.SELECTOR_ID,
+)
+
+
 def _rates(t: Template, get, n: int, sampling: SamplingState, notes: Counter) -> np.ndarray:
     """Sampling rate of each record (policy in :mod:`collector.decode.sampling`)."""
     override = sampling.overrides.get(t.exporter)
     if override:
         return np.full(n, override, np.uint32)
+    if not any(e in t.lengths for e in _PER_RECORD_SAMPLING):
+        # Nothing per record: one rate for the whole set (most templates).
+        fallback = sampling.domain_rate(t.exporter, t.version, t.domain)
+        fallback = fallback or sampling.fallback_rate(t.exporter)
+        if not fallback:
+            notes["sampling_rate_not_exported"] += n
+        return np.full(n, min(fallback or 0, 0xFFFF_FFFF), np.uint32)
     rate = None
     interval = get(ie.SAMPLING_INTERVAL)
     if interval is not None:
