@@ -731,10 +731,12 @@ steps, and unrecorded full-length steps at the starting rate precede the measure
 then more until one passes, five at most): a deployed collector's spares hold 1.25 x a
 flush interval's traffic (grown at idle priority once the rate is seen), while a brand-new
 journal, or one whose spares were sized by 3 s probes, appends to fresh pages (~2.3 µs
-more per datagram on this machine), which leaves little idle time to grow them.
+more per datagram, measured on an AMD EPYC VM of this kind), which leaves little idle time
+to grow them.
 egress-tmpfs-journal is the same with `journal_dir` on tmpfs (/dev/shm here), where
 deploy/egress.service puts it (/run/egress): no writeback, no eviction of idle spares by
-this VM's DAMON reclaim (see docs/architecture.md, where the journal lives). egress-w2 is
+DAMON-based reclaim where the host runs it (see docs/architecture.md, where the journal
+lives). egress-w2 is
 `workers = 2`, which needs both cores: it is not pinned, so it shares core 0 with the
 sender. CPU is the receiver's process tree while sending (100 % = one core).
 
