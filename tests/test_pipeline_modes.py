@@ -15,6 +15,7 @@ import sys
 
 import numpy as np
 import pytest
+from test_usage_accumulator import _as_dict
 
 from accounting.config import load_config
 from accounting.members import compile_registry
@@ -52,21 +53,6 @@ def _harvest(config, batches: list[DatagramBatch], inline: bool):
         pipeline.close()
 
 
-def _sorted_usage(h) -> list[tuple]:
-    u = h.usage
-    return sorted(
-        zip(
-            u.bin_start_ms.tolist(),
-            u.owner.tolist(),
-            u.direction.tolist(),
-            u.bytes.tolist(),
-            u.packets.tolist(),
-            u.flows.tolist(),
-            strict=True,
-        )
-    )
-
-
 def test_inline_and_threaded_attribution_give_the_same_harvest(tmp_path):
     scenario = templated_scenario(
         tmp_path, protocol="ipfix", members=12, spec=TrafficSpec(seed=8, flows=6000)
@@ -76,7 +62,7 @@ def test_inline_and_threaded_attribution_give_the_same_harvest(tmp_path):
     inline = _harvest(config, batches, inline=True)
     threaded = _harvest(config, batches, inline=False)
 
-    assert _sorted_usage(inline) == _sorted_usage(threaded)
+    assert _as_dict(inline.usage) == _as_dict(threaded.usage)
     for name in ("counters", "dropped", "notes", "unknown_exporters", "seen"):
         assert getattr(inline, name) == getattr(threaded, name), name
     for name in ("datagrams", "flows", "first_flow_ms", "last_flow_ms"):
