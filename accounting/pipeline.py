@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from accounting.attribution import attribute, count_by_bin
+from accounting.attribution_v5 import attribute_v5_in_place, in_place_possible
 from accounting.config import Config
 from accounting.exporters import ExporterPolicy
 from accounting.members import MemberTable
@@ -27,6 +28,7 @@ from accounting.usage import UsageAccumulator, UsageRows
 from collector.batch import FlowBatch
 from collector.datagrams import DatagramBatch, pair_to_address, unique_addresses
 from collector.decode import Decoder
+from collector.decode.netflow5 import V5Flows
 
 CounterKey = tuple[int, str, str]  # (bin start ms, exporter address, counter name)
 
@@ -129,7 +131,7 @@ class Pipeline:
         h = self._h
         with self.clock("decode"):
             allowed = self.policy.filter_datagrams(batch, h.unknown_exporters)
-            result = self.decoder.decode(allowed)
+            result = self.decoder.decode(allowed, v5_in_place=self.inline)
             flows = result.flows
         h.datagrams += len(batch)
         h.datagrams_by_version.update(result.datagrams_by_version)
@@ -143,8 +145,13 @@ class Pipeline:
                 value = getattr(row, name)
                 if value:
                     h.counters[(row.bin_start_ms, label, f"sequence_{name}")] += value
+        h.flows += result.flow_count
+        if result.v5 is not None:
+            with self.clock("attribute"):
+                left = self._attribute_v5(result.v5, result.exporters, labels)
+            if left is not None:
+                flows = FlowBatch.concat([flows, left.to_flow_batch(h.notes)])
         if len(flows):
-            h.flows += len(flows)
             if self.inline:
                 with self.clock("attribute"):
                     self._attribute(flows, result.exporters, labels, self.table)
@@ -207,14 +214,38 @@ class Pipeline:
             except BaseException as exc:  # handed to the feeding thread
                 self._error = exc
 
+    def _attribute_v5(
+        self, v5: V5Flows, exporters: np.ndarray, labels: list[str]
+    ) -> V5Flows | None:
+        """The in-place v5 pass (inline only: the records live in the receive buffer).
+        Returns the records it could not take, for the general path."""
+        if not in_place_possible(self.table, exporters):
+            return v5
+        done = attribute_v5_in_place(
+            v5,
+            self.table,
+            bin_ms=self.bin_ms,
+            notes=self._worker_notes,
+            uplinks=self.policy.uplinks(exporters),
+            into=self._usage,
+            n_exporters=len(exporters),
+        )
+        h = self._h
+        if done.first_ms is not None:
+            h.first_flow_ms = _min(h.first_flow_ms, done.first_ms)
+            h.last_flow_ms = _max(h.last_flow_ms, done.last_ms)
+        for b, e, c in done.flow_counts:
+            self._worker_counters[(b, labels[e], "flows")] += c
+        return done.left
+
     def _attribute(
         self, flows: FlowBatch, exporters: np.ndarray, labels: list[str], table: MemberTable
     ) -> None:
         h = self._h
         lo = int(flows.flow_start_milliseconds.min())
         hi = int(flows.flow_end_milliseconds.max())
-        h.first_flow_ms = lo if h.first_flow_ms is None else min(h.first_flow_ms, lo)
-        h.last_flow_ms = hi if h.last_flow_ms is None else max(h.last_flow_ms, hi)
+        h.first_flow_ms = _min(h.first_flow_ms, lo)
+        h.last_flow_ms = _max(h.last_flow_ms, hi)
         self._usage.add(
             attribute(
                 flows,
@@ -230,3 +261,11 @@ class Pipeline:
             flows.flow_start_milliseconds, flows.exporter_index, self.bin_ms
         ):
             self._worker_counters[(b, labels[e], "flows")] += c
+
+
+def _min(a: int | None, b: int) -> int:
+    return b if a is None else min(a, b)
+
+
+def _max(a: int | None, b: int) -> int:
+    return b if a is None else max(a, b)

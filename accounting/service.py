@@ -37,8 +37,10 @@ from typing import Protocol
 import polars as pl
 
 from accounting.attribution import attribute
+from accounting.attribution_v5 import attribute_v5_in_place
 from accounting.collector_config import journal_root
 from accounting.config import Config, ConfigError, load_config
+from accounting.exporters import UplinkTable
 from accounting.members import MemberTable, compile_members, compile_registry
 from accounting.pipeline import Harvest, Pipeline
 from accounting.registry_history import PastChangeRefused, record_registry
@@ -266,6 +268,17 @@ class CollectorService:
                 result.flows, self.table, bin_ms=bin_ms, notes=Counter(), exporters=result.exporters
             )
         )
+        in_place = Decoder(bin_ms=bin_ms).decode(sample_datagrams(1), v5_in_place=True)
+        if in_place.v5 is not None:
+            attribute_v5_in_place(
+                in_place.v5,
+                self.table,
+                bin_ms=bin_ms,
+                notes=Counter(),
+                uplinks=UplinkTable.none(len(in_place.exporters)),
+                into=usage,
+                n_exporters=len(in_place.exporters),
+            )
         usage.rows()
         self.listener.warm_up()
         log.debug("kernels loaded in %.2f s", time.monotonic() - started)
@@ -273,7 +286,10 @@ class CollectorService:
     # -- main loop ---------------------------------------------------------------------
     def run(self, stop: threading.Event, reload: threading.Event | None = None) -> None:
         gc.freeze()  # start-up objects are never garbage: later collections skip them
-        log.info("%s receiving (journal recovered, kernels loaded)", self.name)
+        mode = "on this thread" if self.pipeline.inline else "on its own thread"
+        log.info(
+            "%s receiving (journal recovered, kernels loaded; attribution %s)", self.name, mode
+        )
         self.spares.start()
         interval = self.config.collector.flush_seconds
         next_flush = time.monotonic() + interval

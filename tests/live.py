@@ -77,9 +77,10 @@ def live_config(
 class Collector:
     """`egress collect` in a subprocess (own process group, logs to a file)."""
 
-    def __init__(self, config: Path, port: int) -> None:
+    def __init__(self, config: Path, port: int, cores: set[int] | None = None) -> None:
         self.config = config
         self.port = port
+        self.cores = cores  # CPU affinity (one core: attribution runs inline, v5 in place)
         self.log = config.parent / "collect.log"
         self.proc: subprocess.Popen | None = None
 
@@ -91,6 +92,7 @@ class Collector:
             cwd=self.config.parent,
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=None if self.cores is None else lambda: os.sched_setaffinity(0, self.cores),
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -7,6 +7,7 @@ what `egress report` says.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import signal
@@ -76,14 +77,29 @@ def _send(items, port, host="127.0.0.1"):
             s.close()
 
 
-def test_live_ipv4_and_ipv6_equal_the_ground_truth(tmp_path, scenario):
+@pytest.mark.parametrize(
+    "cores",
+    [
+        None,
+        pytest.param(
+            {0},
+            id="one-core",
+            marks=pytest.mark.skipif(
+                not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity"
+            ),
+        ),
+    ],
+)
+def test_live_ipv4_and_ipv6_equal_the_ground_truth(tmp_path, scenario, cores):
+    """On one core the collector attributes inline, v5 records in place in the receive
+    buffer (accounting/attribution_v5.py); with more, on a second thread."""
     port = free_port()
     config = live_config(
         scenario.config.read_text(), tmp_path, port, ["127.0.1.1", "127.0.1.2", "::1"]
     )
     items = _payloads(scenario)
     half = len(items) // 2
-    collector = Collector(config, port).start()
+    collector = Collector(config, port, cores).start()
     try:
         _send(items[:half], port)  # over IPv4
         _send(items[half:], port, host="::1")  # the rest over IPv6 (all from ::1)
@@ -93,7 +109,10 @@ def test_live_ipv4_and_ipv6_equal_the_ground_truth(tmp_path, scenario):
         collector.close()
     assert took < 5, f"SIGTERM to exit took {took:.1f} s"
     assert _got(report_json(config)) == _expected(scenario)
-    assert "stopped cleanly" in collector.log.read_text()
+    log = collector.log.read_text()
+    assert "stopped cleanly" in log
+    if cores is not None:
+        assert "attribution on this thread" in log
 
 
 def test_kill_minus_nine_ten_times_loses_nothing_read(tmp_path, scenario):

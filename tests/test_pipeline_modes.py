@@ -23,6 +23,7 @@ from accounting.pipeline import Pipeline
 from collector.datagrams import DatagramBatch
 from collector.pcap import read_datagrams
 from collector.synth.model import DIR_IN, DIR_OUT, TrafficSpec
+from collector.synth.scenario import v5_scenario
 from collector.synth.scenario_v9 import templated_scenario
 
 
@@ -53,10 +54,15 @@ def _harvest(config, batches: list[DatagramBatch], inline: bool):
         pipeline.close()
 
 
-def test_inline_and_threaded_attribution_give_the_same_harvest(tmp_path):
-    scenario = templated_scenario(
-        tmp_path, protocol="ipfix", members=12, spec=TrafficSpec(seed=8, flows=6000)
-    )
+@pytest.mark.parametrize("protocol", ["ipfix", "v5"])
+def test_inline_and_threaded_attribution_give_the_same_harvest(tmp_path, protocol):
+    """For v5, inline also means the in-place pass (accounting/attribution_v5.py), with
+    the records it leaves (flows of the bin before the first export) on the general path."""
+    spec = TrafficSpec(seed=8, flows=6000)
+    if protocol == "v5":
+        scenario = v5_scenario(tmp_path, members=12, spec=spec)
+    else:
+        scenario = templated_scenario(tmp_path, protocol="ipfix", members=12, spec=spec)
     config = load_config(scenario.config)
     batches = _batches(scenario)
     inline = _harvest(config, batches, inline=True)

@@ -50,6 +50,11 @@ class DecodeResult:
     last_export_ms: int | None = None
     sequence: list[SequenceRow] = field(default_factory=list)
     pending_sets: int = 0  # data sets still waiting for their template after this batch
+    v5: netflow5.V5Flows | None = None  # v5 records left in place (decode(v5_in_place=True))
+
+    @property
+    def flow_count(self) -> int:
+        return len(self.flows) + (len(self.v5) if self.v5 is not None else 0)
 
 
 class Decoder:
@@ -94,7 +99,10 @@ class Decoder:
         return Counter({"pending_never_decoded_sets": len(left)}) if left else Counter()
 
     # -- decoding -----------------------------------------------------------------------
-    def decode(self, batch: DatagramBatch) -> DecodeResult:
+    def decode(self, batch: DatagramBatch, *, v5_in_place: bool = False) -> DecodeResult:
+        """Decode one batch. With ``v5_in_place`` the v5 records are not converted: they
+        come back as ``result.v5``, still in ``batch``'s buffer (read them before the
+        buffer is reused)."""
         dropped: Counter = Counter()
         notes: Counter = Counter()
         n = len(batch)
@@ -117,11 +125,14 @@ class Decoder:
         export_ms: list[np.ndarray] = []
         sequence: list[SequenceRow] = []
         v5_rows = np.flatnonzero(version == VERSION_V5)
+        v5_flows = None
         if len(v5_rows):
             v5 = netflow5.decode_v5(batch, v5_rows, dropped)
-            v5_exporters = exporter_of_datagram[v5.rows]
-            flows = netflow5.to_flow_batch(v5, v5_exporters, notes)
-            parts.append(self._v5_policy(flows, pairs))
+            v5_exporters = exporter_of_datagram[v5.rows].astype(np.int32)
+            v5_flows = netflow5.V5Flows(v5, v5_exporters, self._v5_rates(v5, v5_exporters, pairs))
+            if not v5_in_place:
+                parts.append(v5_flows.to_flow_batch(notes))
+                v5_flows = None
             export_ms.append(netflow5.export_milliseconds(v5.headers))
             h = v5.headers
             sequence += self.state.sequence.observe(
@@ -164,20 +175,19 @@ class Decoder:
             last_export_ms=int(times.max()) if len(times) else None,
             sequence=sequence,
             pending_sets=len(self.state.pending),
+            v5=v5_flows,
         )
 
-    def _v5_policy(self, flows: FlowBatch, pairs: list[tuple[int, int]]) -> FlowBatch:
-        """Configured per-exporter overrides apply to v5 too (the header's rate otherwise)."""
-        overrides = self.state.sampling.overrides
-        if not overrides or not len(flows):
-            return flows
-        rate = flows.sampling_interval.copy()
+    def _v5_rates(
+        self, v5: netflow5.V5Records, exporter: np.ndarray, pairs: list[tuple[int, int]]
+    ) -> np.ndarray:
+        """Each datagram's sampling rate: the header's, unless the configuration overrides
+        it for that exporter (configured overrides apply to v5 too)."""
+        rate = netflow5.sampling_rate(v5.headers)
         for i, pair in enumerate(pairs):
-            if pair in overrides:
-                rate[flows.exporter_index == i] = overrides[pair]
-        cols = flows.columns()
-        cols["sampling_interval"] = rate
-        return FlowBatch(**cols)
+            if pair in self.state.sampling.overrides:
+                rate[exporter == i] = self.state.sampling.overrides[pair]
+        return rate
 
     def _replay(
         self,

@@ -154,12 +154,43 @@ CONVERTED_COLUMNS = (
 )
 
 
-def to_flow_batch(decoded: V5Records, exporter_index: np.ndarray, notes: Counter) -> FlowBatch:
+@dataclass(frozen=True)
+class V5Flows:
+    """Accepted v5 records still in the receive buffer, with what each datagram's records
+    need from outside it: the exporter index and the sampling rate (configured overrides
+    already applied). Accounting can read them in place (accounting/attribution_v5.py) or
+    turn them into a FlowBatch (:meth:`to_flow_batch`)."""
+
+    records: V5Records
+    exporter_index: np.ndarray  # int32[d]
+    rate: np.ndarray  # uint32[d]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def subset(self, datagram: np.ndarray, record_offset: np.ndarray) -> V5Flows:
+        """Single records, each given by its datagram (index into this object's datagrams)
+        and the byte offset of the record in the buffer."""
+        r = self.records
+        one = np.ones(len(datagram), np.int64)
+        part = V5Records(r.headers[datagram], r.buffer, record_offset, one, r.rows[datagram])
+        return V5Flows(part, self.exporter_index[datagram], self.rate[datagram])
+
+    def to_flow_batch(self, notes: Counter) -> FlowBatch:
+        return to_flow_batch(self.records, self.exporter_index, notes, self.rate)
+
+
+def to_flow_batch(
+    decoded: V5Records,
+    exporter_index: np.ndarray,
+    notes: Counter,
+    rate: np.ndarray | None = None,
+) -> FlowBatch:
     """Map decoded v5 records onto the common FlowBatch columns (one compiled pass).
 
-    ``exporter_index`` gives, per accepted datagram, the index of its exporter. Records
-    whose end precedes their start are kept (their bytes count) with start := end, and
-    noted in ``notes``.
+    ``exporter_index`` gives, per accepted datagram, the index of its exporter; ``rate``
+    its sampling rate (the header's by default). Records whose end precedes their start
+    are kept (their bytes count) with start := end, and noted in ``notes``.
     """
     from collector.decode._v5kernel import convert_v5
 
@@ -174,7 +205,7 @@ def to_flow_batch(decoded: V5Records, exporter_index: np.ndarray, notes: Counter
         decoded.counts,
         export_milliseconds(headers),
         headers["sys_uptime"].astype(np.int64),
-        sampling_rate(headers),
+        sampling_rate(headers) if rate is None else np.asarray(rate, np.uint32),
         np.asarray(exporter_index, dtype=np.int32),
         out.source_ipv4_address,
         out.destination_ipv4_address,
