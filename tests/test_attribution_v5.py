@@ -66,6 +66,8 @@ def _batch(seed: int) -> DatagramBatch:
         (np.full(n, 2_000_000_000), np.full(n, 1_000)),  # longer than a day, starts early
         (86_460_000 + np.arange(n) % 2, np.full(n, 60_000)),  # a day exactly, and a ms more
         (np.full(n, -30_000_000), np.full(n, -31_000_000)),  # from the future: left
+        # at the edges of the export time's bin (200.123 s into it): a ms in, a ms out
+        (200_123 + np.arange(n) % 2, -99_877 + np.arange(n) % 2),
     ]
     for k in range(24):
         first, last = ages[k % len(ages)]
