@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from accounting.attribution import attribute, count_by_bin
-from accounting.attribution_v5 import attribute_v5_in_place, in_place_possible
+from accounting.attribution_inplace import attribute_in_place, in_place_possible
 from accounting.config import Config
 from accounting.exporters import ExporterPolicy
 from accounting.members import MemberTable
@@ -28,7 +28,7 @@ from accounting.usage import UsageAccumulator, UsageRows
 from collector.batch import FlowBatch
 from collector.datagrams import DatagramBatch, pair_to_address, unique_addresses
 from collector.decode import Decoder
-from collector.decode.netflow5 import V5Flows
+from collector.decode.inplace import RecordSets
 
 CounterKey = tuple[int, str, str]  # (bin start ms, exporter address, counter name)
 
@@ -131,7 +131,7 @@ class Pipeline:
         h = self._h
         with self.clock("decode"):
             allowed = self.policy.filter_datagrams(batch, h.unknown_exporters)
-            result = self.decoder.decode(allowed, v5_in_place=self.inline)
+            result = self.decoder.decode(allowed, in_place=self.inline)
             flows = result.flows
         h.datagrams += len(batch)
         h.datagrams_by_version.update(result.datagrams_by_version)
@@ -146,11 +146,11 @@ class Pipeline:
                 if value:
                     h.counters[(row.bin_start_ms, label, f"sequence_{name}")] += value
         h.flows += result.flow_count
-        if result.v5 is not None:
+        if result.in_place:
             with self.clock("attribute"):
-                left = self._attribute_v5(result.v5, result.exporters, labels)
-            if left is not None:
-                flows = FlowBatch.concat([flows, left.to_flow_batch(h.notes)])
+                left = self._attribute_in_place(result.in_place, result.exporters, labels)
+            if left:
+                flows = FlowBatch.concat([flows, *left])
         if len(flows):
             if self.inline:
                 with self.clock("attribute"):
@@ -214,29 +214,34 @@ class Pipeline:
             except BaseException as exc:  # handed to the feeding thread
                 self._error = exc
 
-    def _attribute_v5(
-        self, v5: V5Flows, exporters: np.ndarray, labels: list[str]
-    ) -> V5Flows | None:
-        """The in-place v5 pass (inline only: the records live in the receive buffer).
-        Returns the records it could not take, for the general path."""
+    def _attribute_in_place(
+        self, record_sets: list[RecordSets], exporters: np.ndarray, labels: list[str]
+    ) -> list[FlowBatch]:
+        """The in-place pass (inline only: the records live in the receive buffer).
+        Returns, decoded, the records it could not take, for the general path."""
         if not in_place_possible(self.table, exporters):
-            return v5
-        done = attribute_v5_in_place(
-            v5,
-            self.table,
-            bin_ms=self.bin_ms,
-            notes=self._worker_notes,
-            uplinks=self.policy.uplinks(exporters),
-            into=self._usage,
-            n_exporters=len(exporters),
-        )
+            return [sets.to_flow_batch(self._h.notes) for sets in record_sets]
+        uplinks = self.policy.uplinks(exporters)
+        left = []
         h = self._h
-        if done.first_ms is not None:
-            h.first_flow_ms = _min(h.first_flow_ms, done.first_ms)
-            h.last_flow_ms = _max(h.last_flow_ms, done.last_ms)
-        for b, e, c in done.flow_counts:
-            self._worker_counters[(b, labels[e], "flows")] += c
-        return done.left
+        for sets in record_sets:
+            done = attribute_in_place(
+                sets,
+                self.table,
+                bin_ms=self.bin_ms,
+                notes=self._worker_notes,
+                uplinks=uplinks,
+                into=self._usage,
+                n_exporters=len(exporters),
+            )
+            if done.first_ms is not None:
+                h.first_flow_ms = _min(h.first_flow_ms, done.first_ms)
+                h.last_flow_ms = _max(h.last_flow_ms, done.last_ms)
+            for b, e, c in done.flow_counts:
+                self._worker_counters[(b, labels[e], "flows")] += c
+            if done.left is not None:
+                left.append(done.left)
+        return left
 
     def _attribute(
         self, flows: FlowBatch, exporters: np.ndarray, labels: list[str], table: MemberTable

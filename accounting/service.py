@@ -37,7 +37,7 @@ from typing import Protocol
 import polars as pl
 
 from accounting.attribution import attribute
-from accounting.attribution_v5 import attribute_v5_in_place
+from accounting.attribution_inplace import attribute_in_place
 from accounting.collector_config import journal_root
 from accounting.config import Config, ConfigError, load_config
 from accounting.exporters import UplinkTable
@@ -268,10 +268,10 @@ class CollectorService:
                 result.flows, self.table, bin_ms=bin_ms, notes=Counter(), exporters=result.exporters
             )
         )
-        in_place = Decoder(bin_ms=bin_ms).decode(sample_datagrams(1), v5_in_place=True)
-        if in_place.v5 is not None:
-            attribute_v5_in_place(
-                in_place.v5,
+        in_place = Decoder(bin_ms=bin_ms).decode(sample_datagrams(1), in_place=True)
+        for sets in in_place.in_place:
+            attribute_in_place(
+                sets,
                 self.table,
                 bin_ms=bin_ms,
                 notes=Counter(),

@@ -92,7 +92,7 @@ def _send(items, port, host="127.0.0.1"):
 )
 def test_live_ipv4_and_ipv6_equal_the_ground_truth(tmp_path, scenario, cores):
     """On one core the collector attributes inline, v5 records in place in the receive
-    buffer (accounting/attribution_v5.py); with more, on a second thread."""
+    buffer (accounting/attribution_inplace.py); with more, on a second thread."""
     port = free_port()
     config = live_config(
         scenario.config.read_text(), tmp_path, port, ["127.0.1.1", "127.0.1.2", "::1"]

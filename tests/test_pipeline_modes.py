@@ -56,8 +56,8 @@ def _harvest(config, batches: list[DatagramBatch], inline: bool):
 
 @pytest.mark.parametrize("protocol", ["ipfix", "v5"])
 def test_inline_and_threaded_attribution_give_the_same_harvest(tmp_path, protocol):
-    """For v5, inline also means the in-place pass (accounting/attribution_v5.py), with
-    the records it leaves (flows of the bin before the first export) on the general path."""
+    """Inline also means the in-place pass (accounting/attribution_inplace.py) for v5 and
+    for the IPv4 millisecond-time IPFIX template, with what it leaves on the general path."""
     spec = TrafficSpec(seed=8, flows=6000)
     if protocol == "v5":
         scenario = v5_scenario(tmp_path, members=12, spec=spec)

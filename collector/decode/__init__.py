@@ -18,6 +18,7 @@ from collector.batch import FlowBatch
 from collector.datagrams import DatagramBatch, unique_addresses
 from collector.decode import ipfix, netflow5, netflow9
 from collector.decode.flowsets import Dialect, ExporterState, decode_messages
+from collector.decode.inplace import RecordSets
 from collector.decode.sampling import SamplingPolicy, SamplingState
 from collector.decode.sequence import SequenceRow, SequenceTracker
 from collector.decode.templates import Limits, PendingBuffer, PendingSet, TemplateStore
@@ -50,11 +51,11 @@ class DecodeResult:
     last_export_ms: int | None = None
     sequence: list[SequenceRow] = field(default_factory=list)
     pending_sets: int = 0  # data sets still waiting for their template after this batch
-    v5: netflow5.V5Flows | None = None  # v5 records left in place (decode(v5_in_place=True))
+    in_place: list[RecordSets] = field(default_factory=list)  # decode(in_place=True)
 
     @property
     def flow_count(self) -> int:
-        return len(self.flows) + (len(self.v5) if self.v5 is not None else 0)
+        return len(self.flows) + sum(len(sets) for sets in self.in_place)
 
 
 class Decoder:
@@ -99,10 +100,11 @@ class Decoder:
         return Counter({"pending_never_decoded_sets": len(left)}) if left else Counter()
 
     # -- decoding -----------------------------------------------------------------------
-    def decode(self, batch: DatagramBatch, *, v5_in_place: bool = False) -> DecodeResult:
-        """Decode one batch. With ``v5_in_place`` the v5 records are not converted: they
-        come back as ``result.v5``, still in ``batch``'s buffer (read them before the
-        buffer is reused)."""
+    def decode(self, batch: DatagramBatch, *, in_place: bool = False) -> DecodeResult:
+        """Decode one batch. With ``in_place`` the records of the layouts
+        collector/decode/inplace.py describes are not converted: they come back in
+        ``result.in_place``, still in ``batch``'s buffer (read them before the buffer is
+        reused)."""
         dropped: Counter = Counter()
         notes: Counter = Counter()
         n = len(batch)
@@ -124,15 +126,16 @@ class Decoder:
         parts: list[FlowBatch] = []
         export_ms: list[np.ndarray] = []
         sequence: list[SequenceRow] = []
+        left_in_place: list[RecordSets] = []
         v5_rows = np.flatnonzero(version == VERSION_V5)
-        v5_flows = None
         if len(v5_rows):
             v5 = netflow5.decode_v5(batch, v5_rows, dropped)
             v5_exporters = exporter_of_datagram[v5.rows].astype(np.int32)
             v5_flows = netflow5.V5Flows(v5, v5_exporters, self._v5_rates(v5, v5_exporters, pairs))
-            if not v5_in_place:
+            if in_place:
+                left_in_place.append(v5_flows.record_sets())
+            else:
                 parts.append(v5_flows.to_flow_batch(notes))
-                v5_flows = None
             export_ms.append(netflow5.export_milliseconds(v5.headers))
             h = v5.headers
             sequence += self.state.sequence.observe(
@@ -151,9 +154,18 @@ class Decoder:
             if not len(rows):
                 continue
             out = decode_messages(
-                dialect, batch, rows, exporter_of_datagram, pairs, self.state, dropped, notes
+                dialect,
+                batch,
+                rows,
+                exporter_of_datagram,
+                pairs,
+                self.state,
+                dropped,
+                notes,
+                in_place=in_place,
             )
             parts += out.parts
+            left_in_place += out.in_place
             export_ms.append(out.export_ms)
             sequence += out.sequence
             waiting = out.defined & self.state.pending.keys()
@@ -175,7 +187,7 @@ class Decoder:
             last_export_ms=int(times.max()) if len(times) else None,
             sequence=sequence,
             pending_sets=len(self.state.pending),
-            v5=v5_flows,
+            in_place=left_in_place,
         )
 
     def _v5_rates(

@@ -56,6 +56,7 @@ import numpy as np
 from collector.batch import TIME_FROM_EXPORT, FlowBatch
 from collector.datagrams import DatagramBatch, gather_fixed
 from collector.decode import fields as ie
+from collector.decode.inplace import PER_RECORD_SAMPLING, TIMES_UPTIME, RecordSets, template_layout
 from collector.decode.sampling import SamplingState
 from collector.decode.sequence import SequenceRow, SequenceTracker
 from collector.decode.templates import (
@@ -170,6 +171,7 @@ class Decoded:
     export_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     sequence: list[SequenceRow] = field(default_factory=list)
     defined: set = field(default_factory=set)  # template keys defined in this batch
+    in_place: list[RecordSets] = field(default_factory=list)  # records left in the buffer
 
 
 def gather_headers(batch: DatagramBatch, rows: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -237,8 +239,11 @@ def decode_messages(
     notes: Counter,
     *,
     replay: bool = False,
+    in_place: bool = False,
 ) -> Decoded:
-    """Decode the v9 or IPFIX datagrams ``batch[rows]`` (see module docstring)."""
+    """Decode the v9 or IPFIX datagrams ``batch[rows]`` (see module docstring). With
+    ``in_place``, flow records of the layouts collector/decode/inplace.py describes are
+    left in the buffer (``Decoded.in_place``) instead of mapped."""
     out = Decoded()
     name = dialect.name
     h = dialect.parse_headers(batch, rows, dropped)
@@ -387,7 +392,14 @@ def decode_messages(
             per_set = length[pos] // t.record_length
             set_records[sel] = per_set
             rec_msg = np.repeat(d_msg[sel], per_set)
-            if len(rec_msg):
+            layout = template_layout(t, dialect.version) if in_place else None
+            if layout is not None and len(rec_msg):
+                out.in_place.append(
+                    _record_sets(
+                        t, layout, batch.buffer, start[pos], per_set, d_msg[sel], ctx, state
+                    )
+                )
+            elif len(rec_msg):
                 columns = _Columns.from_sets(t, batch.buffer, start[pos], per_set)
                 out.parts.append(flow_batch(t, columns, rec_msg, ctx, state.sampling, notes))
             continue
@@ -419,6 +431,44 @@ def decode_messages(
             exporters, dialect.version, exporter_idx, h.domain, h.sequence, increment, h.export_ms
         )
     return out
+
+
+def _record_sets(
+    t: Template,
+    layout: tuple[np.ndarray, int],
+    buffer: np.ndarray,
+    set_starts: np.ndarray,
+    per_set: np.ndarray,
+    set_msg: np.ndarray,
+    ctx: _Context,
+    state: ExporterState,
+) -> RecordSets:
+    """Fixed-layout flow sets of one template, left in the buffer (see inplace.py); the
+    records the in-place pass cannot take come back through :func:`flow_batch`."""
+    fields, times = layout
+    h = ctx.h
+    uses_uptime = times == TIMES_UPTIME and h.sys_uptime is not None
+    sampling = state.sampling
+
+    def materialize(sets: np.ndarray, offsets: np.ndarray, notes: Counter) -> FlowBatch:
+        columns = _Columns.from_sets(t, buffer, offsets, np.ones(len(offsets), np.int64))
+        return flow_batch(t, columns, set_msg[sets], ctx, sampling, notes)
+
+    return RecordSets(
+        buffer=buffer,
+        set_starts=set_starts.astype(np.int64),
+        per_set=per_set.astype(np.int64),
+        record_length=t.record_length,
+        layout=fields,
+        times=times,
+        export_ms=h.export_ms[set_msg],
+        uptime=h.sys_uptime[set_msg] if uses_uptime else np.zeros(len(set_msg), np.int64),
+        rate=np.full(len(set_msg), _set_rate(t, sampling), np.uint32),
+        exporter_index=ctx.exporter_idx32[set_msg],
+        end_before_start_note="end_before_start",
+        rate_unknown_note="sampling_rate_not_exported",
+        materialize=materialize,
+    )
 
 
 def _as_of(d_code, d_pos, d_inst, ev_code, ev_pos, ev_inst) -> np.ndarray:
@@ -749,12 +799,16 @@ def flow_batch(
     )
 
 
-_PER_RECORD_SAMPLING = (
-    ie.SAMPLING_INTERVAL,
-    ie.SAMPLING_PACKET_INTERVAL,
-    ie.SAMPLER_ID,
-    ie.SELECTOR_ID,
-)
+def _set_rate(t: Template, sampling: SamplingState) -> int:
+    """The one rate of a template without a per-record sampling element: the configured
+    override, else what options data gave for its domain, else the configured default
+    (0 = unknown)."""
+    override = sampling.overrides.get(t.exporter)
+    if override:
+        return override
+    rate = sampling.domain_rate(t.exporter, t.version, t.domain)
+    rate = rate or sampling.fallback_rate(t.exporter)
+    return min(rate or 0, 0xFFFF_FFFF)
 
 
 def _rates(t: Template, get, n: int, sampling: SamplingState, notes: Counter) -> np.ndarray:
@@ -762,13 +816,12 @@ def _rates(t: Template, get, n: int, sampling: SamplingState, notes: Counter) ->
     override = sampling.overrides.get(t.exporter)
     if override:
         return np.full(n, override, np.uint32)
-    if not any(e in t.lengths for e in _PER_RECORD_SAMPLING):
+    if not any(e in t.lengths for e in PER_RECORD_SAMPLING):
         # Nothing per record: one rate for the whole set (most templates).
-        fallback = sampling.domain_rate(t.exporter, t.version, t.domain)
-        fallback = fallback or sampling.fallback_rate(t.exporter)
-        if not fallback:
+        rate = _set_rate(t, sampling)
+        if not rate:
             notes["sampling_rate_not_exported"] += n
-        return np.full(n, min(fallback or 0, 0xFFFF_FFFF), np.uint32)
+        return np.full(n, rate, np.uint32)
     rate = None
     interval = get(ie.SAMPLING_INTERVAL)
     if interval is not None:

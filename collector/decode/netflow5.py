@@ -19,6 +19,7 @@ import numpy as np
 
 from collector.batch import FlowBatch
 from collector.datagrams import DatagramBatch, gather_fixed
+from collector.decode.inplace import TIMES_UPTIME, V5_LAYOUT, RecordSets
 
 HEADER_LEN = 24
 RECORD_LEN = 48
@@ -158,8 +159,8 @@ CONVERTED_COLUMNS = (
 class V5Flows:
     """Accepted v5 records still in the receive buffer, with what each datagram's records
     need from outside it: the exporter index and the sampling rate (configured overrides
-    already applied). Accounting can read them in place (accounting/attribution_v5.py) or
-    turn them into a FlowBatch (:meth:`to_flow_batch`)."""
+    already applied). Accounting can read them in place (:meth:`record_sets`, see
+    collector/decode/inplace.py) or turn them into a FlowBatch (:meth:`to_flow_batch`)."""
 
     records: V5Records
     exporter_index: np.ndarray  # int32[d]
@@ -178,6 +179,27 @@ class V5Flows:
 
     def to_flow_batch(self, notes: Counter) -> FlowBatch:
         return to_flow_batch(self.records, self.exporter_index, notes, self.rate)
+
+    def record_sets(self) -> RecordSets:
+        """These records for in-place accounting (each datagram is one set)."""
+        r = self.records
+        return RecordSets(
+            buffer=r.buffer,
+            set_starts=r.record_offsets,
+            per_set=r.counts,
+            record_length=RECORD_LEN,
+            layout=V5_LAYOUT,
+            times=TIMES_UPTIME,
+            export_ms=export_milliseconds(r.headers),
+            uptime=r.headers["sys_uptime"].astype(np.int64),
+            rate=self.rate,
+            exporter_index=self.exporter_index,
+            end_before_start_note="v5_end_before_start",
+            rate_unknown_note=None,
+            materialize=lambda sets, offsets, notes: self.subset(sets, offsets).to_flow_batch(
+                notes
+            ),
+        )
 
 
 def to_flow_batch(
