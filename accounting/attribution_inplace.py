@@ -60,7 +60,7 @@ def attribute_in_place(
     ``notes`` under the names the decoder and :func:`~accounting.attribution.prepare`
     give them. Call only when :func:`in_place_possible` holds for the batch's exporters.
     """
-    from accounting.kernels_inplace import attribute_records
+    from accounting import kernels_inplace
 
     if len(sets) == 0:
         return InPlace([], None, None, None)
@@ -74,17 +74,7 @@ def attribute_in_place(
     flow_counts = np.zeros((cube.shape[0], max(n_exporters, 1)), np.int64)
     spill_set = np.empty(len(sets), np.int64)
     spill_offset = np.empty(len(sets), np.int64)
-    spilled, inverted, unknown, saturated, clamped, lo, hi = attribute_records(
-        sets.buffer,
-        sets.set_starts,
-        sets.per_set,
-        np.int64(sets.record_length),
-        sets.layout,
-        np.int64(sets.times),
-        export_ms,
-        sets.uptime,
-        sets.rate,
-        sets.exporter_index,
+    tables = (
         table.v4_roots,
         table.v4_chunks,
         np.int64(table.size),
@@ -99,6 +89,23 @@ def attribute_in_place(
         spill_set,
         spill_offset,
     )
+    per_set = (sets.export_ms, sets.uptime, sets.rate, sets.exporter_index)
+    if sets.is_v5:
+        result = kernels_inplace.attribute_v5(
+            sets.buffer, sets.set_starts, sets.per_set, *per_set, *tables
+        )
+    else:
+        result = kernels_inplace.attribute_records(
+            sets.buffer,
+            sets.set_starts,
+            sets.per_set,
+            np.int64(sets.record_length),
+            sets.layout,
+            np.int64(sets.times),
+            *per_set,
+            *tables,
+        )
+    spilled, inverted, unknown, saturated, clamped, lo, hi = result
     for reason, count in (
         (sets.end_before_start_note, inverted),
         (sets.rate_unknown_note, unknown),

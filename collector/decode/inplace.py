@@ -57,6 +57,15 @@ class RecordSets:
     def __len__(self) -> int:
         return int(self.per_set.sum())
 
+    @property
+    def is_v5(self) -> bool:
+        """NetFlow v5's layout (accounting has a kernel with it compiled in)."""
+        return (
+            self.record_length == 48
+            and self.times == TIMES_UPTIME
+            and bool(np.array_equal(self.layout, V5_LAYOUT))
+        )
+
     def to_flow_batch(self, notes: Counter) -> FlowBatch:
         """Every record, the usual way."""
         sets = np.repeat(np.arange(len(self.per_set)), self.per_set)
