@@ -61,6 +61,11 @@ from collector.spare_reserve import SpareReserve
 from collector.warmup import sample_datagrams
 
 log = logging.getLogger("egress.collect")
+# The receive loop journals and decodes each batch before the next receive (decoders copy
+# what they keep, e.g. data waiting for a template), so one packed buffer is enough; the
+# same warm buffer each time cost 3-5 points less CPU at 170,000 v5 datagrams/s than a
+# ring of four (measured live, two rounds).
+SERVICE_PACKED_RING = 1
 
 
 @dataclass
@@ -213,6 +218,7 @@ class CollectorService:
             [Endpoint(a.host, a.port) for a in config.collector.listen],
             receive_buffer_bytes=config.collector.receive_buffer_bytes,
             reuse_port=config.collector.workers > 1,
+            packed_ring=SERVICE_PACKED_RING,
         )
         self.pending = _Pending()
         self.kernel_drops_seen = self.listener.kernel_drops()

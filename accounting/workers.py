@@ -23,7 +23,7 @@ from pathlib import Path
 
 from accounting.collector_config import journal_root
 from accounting.config import Config, load_config
-from accounting.service import CollectorService, FlushPayload, commit_payload
+from accounting.service import SERVICE_PACKED_RING, CollectorService, FlushPayload, commit_payload
 from accounting.store import Store, StoreError
 from collector.datagrams import DatagramBatch
 from collector.listen import Endpoint, UdpListener, attach_source_hash
@@ -84,6 +84,7 @@ def _worker_main(
         [Endpoint(a.host, a.port) for a in config.collector.listen],
         receive_buffer_bytes=config.collector.receive_buffer_bytes,
         reuse_port=True,
+        packed_ring=SERVICE_PACKED_RING,
     )
     for sock in listener.sockets:
         attach_source_hash(sock, groups)
