@@ -58,6 +58,7 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     kernel_drops: int = 0
+    log_tail: str = ""  # the receiver's last log lines (printed when it is not exact)
 
 
 def egress_offline(replay: Replay) -> Outcome:
@@ -111,6 +112,9 @@ def live_replay(name: str, replay: Replay, workdir: Path, port: int) -> Outcome:
         out.kernel_drops = sum(d for _rx, d in udp_sockets(port))
     finally:
         result = receiver.stop()
+        log = getattr(getattr(receiver, "process", None), "log", None)
+        if log is not None and Path(log).exists():
+            out.log_tail = "\n".join(Path(log).read_text(errors="replace").splitlines()[-30:])
     out.seconds = time.perf_counter() - begin
     if sent["datagrams"] != stream.datagrams or sent["errors"]:
         out.notes.append(f"sent {sent['datagrams']} of {stream.datagrams} datagrams")
@@ -243,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
                 if o.tool == "egress collect" and (o.kernel_drops or o.error):
                     continue  # kernel loss on a loaded machine, or collect not there
                 failed.append(f"{replay.name}: {o.tool} {status}")
+                if o.log_tail:  # what the collector said, to tell why
+                    print(f"--- last lines of the {o.tool} log ---\n{o.log_tail}", flush=True)
     elapsed = time.monotonic() - began
     tools = [o.tool for o in results[0][1]] if results else []
     rows = []
