@@ -365,13 +365,21 @@ def count_by_bin(time_ms: np.ndarray, group: np.ndarray, bin_ms: int) -> list[tu
     if (int(hi) - int(lo) + 1) * width <= MAX_DENSE_COUNT_CELLS:
         counts = np.zeros((int(hi) - int(lo) + 1, width), np.int64)
         kernels.count_in_bins(time_ms, group, np.int64(bin_ms), lo, counts)
-        bins, groups = np.nonzero(counts)
-        values = counts[bins, groups]
-        bins = bins + int(lo)
-    else:
-        key = (time_ms // bin_ms) * width + group.astype(np.int64)
-        present, values = np.unique(key, return_counts=True)
-        bins, groups = np.divmod(present, width)
+        return dense_counts(counts, int(lo), bin_ms)
+    key = (time_ms // bin_ms) * width + group.astype(np.int64)
+    present, values = np.unique(key, return_counts=True)
+    bins, groups = np.divmod(present, width)
+    return _count_rows(bins, groups, values, bin_ms)
+
+
+def dense_counts(counts: np.ndarray, first_bin: int, bin_ms: int) -> list[tuple[int, int, int]]:
+    """(bin start ms, group, count) of every non-zero cell of a dense [bin - first_bin,
+    group] count, in (bin, group) order."""
+    bins, groups = np.nonzero(counts)
+    return _count_rows(bins + first_bin, groups, counts[bins, groups], bin_ms)
+
+
+def _count_rows(bins, groups, values, bin_ms: int) -> list[tuple[int, int, int]]:
     return [
         (b * bin_ms, g, c)
         for b, g, c in zip(bins.tolist(), groups.tolist(), values.tolist(), strict=True)

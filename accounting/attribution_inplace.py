@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from accounting.attribution import MAX_FLOW_SPAN_MS
+from accounting.attribution import MAX_FLOW_SPAN_MS, dense_counts
 from accounting.exporters import UplinkTable
 from accounting.members import MemberTable
 from accounting.usage import UsageAccumulator
@@ -115,16 +115,7 @@ def attribute_in_place(
     ):
         if count and reason is not None:
             notes[reason] += int(count)
-    bins, exporters = np.nonzero(flow_counts)
-    counted = [
-        (b * bin_ms, e, c)
-        for b, e, c in zip(
-            (bins + bin0).tolist(),
-            exporters.tolist(),
-            flow_counts[bins, exporters].tolist(),
-            strict=True,
-        )
-    ]
+    counted = dense_counts(flow_counts, bin0, bin_ms)
     left = None
     if spilled:
         left = sets.materialize(spill_set[:spilled], spill_offset[:spilled], notes)

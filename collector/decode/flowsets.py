@@ -813,11 +813,8 @@ def _set_rate(t: Template, sampling: SamplingState) -> int:
 
 def _rates(t: Template, get, n: int, sampling: SamplingState, notes: Counter) -> np.ndarray:
     """Sampling rate of each record (policy in :mod:`collector.decode.sampling`)."""
-    override = sampling.overrides.get(t.exporter)
-    if override:
-        return np.full(n, override, np.uint32)
-    if not any(e in t.lengths for e in PER_RECORD_SAMPLING):
-        # Nothing per record: one rate for the whole set (most templates).
+    if sampling.overrides.get(t.exporter) or not any(e in t.lengths for e in PER_RECORD_SAMPLING):
+        # An override, or nothing per record: one rate for the whole set (most templates).
         rate = _set_rate(t, sampling)
         if not rate:
             notes["sampling_rate_not_exported"] += n
