@@ -12,6 +12,10 @@ It does exactly what the decoder's mapping + ``prepare`` + ``attribute_simple`` 
 ``count_in_bins`` do for the records it takes: the same inlined rules, in the same order,
 with bins computed once per flow (a flow inside its export time's bin needs two
 comparisons, no division; measured on the live v5 stream: 49 against 44 ns per flow).
+Each set's prefix lookups run first, in a short loop of their own: live, the trie is no
+longer in L2 when a batch starts (the receive path streams megabytes through it), and
+the long loop let one record's trie misses wait at a time; the short one overlaps
+several (IPFIX stream with the cache flushed between batches: 61 -> 55 ns per flow).
 A record whose bins fall outside the cube it is given is left for the general path
 (its set and offset go to ``spill_set``/``spill_offset``) and changes nothing here, not
 even a note.
@@ -120,7 +124,20 @@ def _attribute_sets(
     clamped = 0
     lo = INT64_MAX
     hi = -INT64_MAX
+    longest = 0
     for d in range(set_starts.shape[0]):
+        longest = max(longest, per_set[d])
+    source_value = np.empty(longest, np.int64)
+    destination_value = np.empty(longest, np.int64)
+    for d in range(set_starts.shape[0]):
+        # The set's lookups first, in a loop of their own: the trie reads of different
+        # records then overlap instead of each stalling the long loop below.
+        for j in range(per_set[d]):
+            at = np.uint64(set_starts[d] + record_length * j)
+            source = np.int64(_field(buffer, at, src_at, src_len))
+            destination = np.int64(_field(buffer, at, dst_at, dst_len))
+            source_value[j] = lookup_v4(v4roots, 0, v4chunks, source)
+            destination_value[j] = lookup_v4(v4roots, 0, v4chunks, destination)
         up = uptime[d]
         base_ms = export_ms[d]
         r = np.int64(rate[d])
@@ -176,8 +193,8 @@ def _attribute_sets(
                 clamped += 1
                 bin_from = floor_bin(s, bin_ms, inv) - bin0
             owner, direction = _owner_and_direction(
-                lookup_v4(v4roots, 0, v4chunks, np.int64(_field(buffer, at, src_at, src_len))),
-                lookup_v4(v4roots, 0, v4chunks, np.int64(_field(buffer, at, dst_at, dst_len))),
+                source_value[j],
+                destination_value[j],
                 n_members,
             )
             if uplinks_on and up_count[e_idx] > 0:
