@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from accounting.hugepages import in_huge_pages
 from accounting.lpm import DualTrie, PrefixTrie, build_trie
 from accounting.registry import MemberConfig, PrefixRule, Registry, Validity
 from collector.datagrams import address_to_pair
@@ -199,4 +200,4 @@ def _stack(tries: list[PrefixTrie]) -> tuple[np.ndarray, np.ndarray]:
     chunk_all = np.concatenate(chunks)
     widest = max(int(np.abs(root_all).max()), int(np.abs(chunk_all).max()))
     dtype = np.int16 if widest <= np.iinfo(np.int16).max else np.int32
-    return root_all.astype(dtype), chunk_all.astype(dtype)
+    return in_huge_pages(root_all.astype(dtype)), in_huge_pages(chunk_all.astype(dtype))
