@@ -331,8 +331,15 @@ def decode_messages(
                         ev_pos.append(p)
                         ev_inst.append(-1)
                     continue
-                inst = state.templates.define(item, dropped)
                 notes[f"{name}_templates"] += 1
+                if state.templates.get(item.key) is item:
+                    # Re-sent, already in force (the set cache returns the same objects):
+                    # nothing changes, so no event for the as-of join.
+                    if item.skipped_lengths:
+                        notes["template_field_length_unusable"] += item.skipped_lengths
+                    out.defined.add(item.key)
+                    continue
+                inst = state.templates.define(item, dropped)
                 if inst is not None and inst.skipped_lengths:
                     notes["template_field_length_unusable"] += inst.skipped_lengths
                 ev_code.append(base | item.template_id)
