@@ -4,9 +4,11 @@ Live, the receive path streams megabytes through the caches between two batches,
 the prefix trie's lookups (~1.5 MB of chunks for 1,000 members of 9 prefixes) miss in
 the caches and, over 4 KiB pages, in the TLB as well. Over 2 MiB pages the TLB keeps up:
 the in-place kernel, with the cache flushed between batches, 5-9 % faster per flow
-(interleaved, five runs; live, at 150,000 v5 datagrams/s, within the host's noise). Linux gives huge pages to 2 MiB-aligned anonymous memory
-advised with MADV_HUGEPAGE when transparent_hugepage is ``always`` or ``madvise``
-(numpy advises its own allocations only from 4 MiB on). Elsewhere this changes nothing.
+(interleaved, five runs; live at 150,000 v5 datagrams/s, within the host's noise).
+
+Linux gives huge pages to 2 MiB-aligned anonymous memory advised with MADV_HUGEPAGE when
+transparent_hugepage is ``always`` or ``madvise`` (numpy advises its own allocations only
+from 4 MiB on). Elsewhere this changes nothing.
 """
 
 from __future__ import annotations
