@@ -17,8 +17,7 @@ all hold:
 
 Search, per receiver and protocol: after an unrecorded warm-up step, short probe steps
 (3 s) rising by x1.5 from a start rate (a probe whose sender fell short far below its
-ceiling is run again: a hiccup on the sender's core, not the bound; so is a probe that
-lost data while rising: one hiccup of the host would cap the search), then bisection to
+ceiling is run again: a hiccup on the sender's core, not the bound), then bisection to
 within 12 %; then, per repetition, steps of the full length (15 s): the first repetition
 starts at 90 % of the probed rate and rises by 6 % (four times at most) while steps pass
 (a probe that fails in its first second, a start-up hiccup, no longer caps the figure at
@@ -323,11 +322,6 @@ def search(
             # The sender fell short below its ceiling: a hiccup on its core (seen: 65,000
             # of 68,000 dg/s with a 310,000 ceiling; 219,784 of 230,000 with 263,000),
             # not the bound. Again.
-            s = probe_step(rate)
-        if not s.receiver_ok and not s.sender_bound:
-            # One hiccup in 3 s (seen: 11,974 datagrams lost in 0.4 s at 54 % CPU) would
-            # cap the whole search below the rate the receiver sustains. Again: a probe
-            # fails when it fails twice.
             s = probe_step(rate)
         if s.sender_bound and not s.receiver_ok:
             # Loss below the offered rate: a failure at the rate the sender reached.
