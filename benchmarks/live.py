@@ -20,18 +20,16 @@ Search, per receiver and protocol: after an unrecorded warm-up step, short probe
 ceiling is run again: a hiccup on the sender's core, not the bound), then bisection to
 within 12 %; then, per repetition, steps of the full length (15 s): the first repetition
 starts at 90 % of the probed rate and rises by 6 % (four times at most) while steps pass
-(a probe that fails in its first second, a start-up hiccup, no longer caps the figure at
-the two rises it allowed before: stop 16's IPFIX run on disk passed all its steps at the
-cap, 86 % CPU); the
+(so that a probe failing on a hiccup in its first second does not cap the figure: with
+two rises, stop 16's IPFIX run on disk passed every step at the cap, at 86 % CPU); the
 others start at the first one's figure (a receiver with state that outlives restarts and
 is sized by the traffic, egress's journal spares, first runs unrecorded full-length steps
 at the starting rate, as a deployed one has run for a while: two, then more until one
-passes, five at most); a failing step is
-followed by steps at 92, 85, 70, 55 and 40 % of its rate until one passes (short probes
-overestimate receivers whose buffers hide a slow backlog; the coarse descent keeps the
-full run within 45 minutes, so a figure may sit up to 8 % below the highest rate that
-would pass). The
-figure is the median over repetitions (min-max beside it). The machine's single-sender
+passes, five at most); a failing step is followed by steps at 92, 85, 70, 55 and 40 % of
+its rate until one passes (short probes overestimate receivers whose buffers hide a slow
+backlog; the coarse descent keeps the full run within 45 minutes, so a figure may sit up
+to 8 % below the highest rate that would pass). The figure is the median over
+repetitions (min-max beside it). The machine's single-sender
 ceiling is the sender at full speed into the plain Python receiver (5 s runs).
 
 The run happens in a private network namespace (``unshare --net``) when possible, so the
