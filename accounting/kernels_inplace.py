@@ -12,10 +12,11 @@ It does exactly what the decoder's mapping + ``prepare`` + ``attribute_simple`` 
 ``count_in_bins`` do for the records it takes: the same inlined rules, in the same order,
 with bins computed once per flow (a flow inside its export time's bin needs two
 comparisons, no division; measured on the live v5 stream: 49 against 44 ns per flow).
-Each set's prefix lookups run first, in a short loop of their own: live, the trie is no
-longer in L2 when a batch starts (the receive path streams megabytes through it), and
-the long loop let one record's trie misses wait at a time; the short one overlaps
-several (IPFIX stream with the cache flushed between batches: 61 -> 55 ns per flow).
+Each set's prefix lookups run first, one trie level at a time for all its addresses:
+live, the trie is no longer in L2 when a batch starts (the receive path streams
+megabytes through it), and the long loop let one record's trie misses wait at a time;
+the level passes overlap them (IPFIX stream with the cache flushed between batches: 61
+-> 55 ns per flow for a short loop of lookups, 5-8 ns less again level by level).
 A record whose bins fall outside the cube it is given is left for the general path
 (its set and offset go to ``spill_set``/``spill_offset``) and changes nothing here, not
 even a note.
@@ -32,7 +33,7 @@ from accounting.kernels import (
     _owner_and_direction,
     _spread_segment,
     floor_bin,
-    lookup_v4,
+    lookup_v4_many,
 )
 from accounting.usage import METRIC_BYTES, METRIC_FLOWS, METRIC_PACKETS
 from collector.decode._v5kernel import _signed_age
@@ -127,17 +128,18 @@ def _attribute_sets(
     longest = 0
     for d in range(set_starts.shape[0]):
         longest = max(longest, per_set[d])
-    source_value = np.empty(longest, np.int64)
-    destination_value = np.empty(longest, np.int64)
+    # A set's addresses: sources in [0, n), destinations in [n, 2n).
+    addresses = np.empty(2 * longest, np.int64)
+    values = np.empty(2 * longest, np.int64)
     for d in range(set_starts.shape[0]):
-        # The set's lookups first, in a loop of their own: the trie reads of different
-        # records then overlap instead of each stalling the long loop below.
-        for j in range(per_set[d]):
+        # The set's lookups first, level by level, before the long loop: the trie reads
+        # of different records then overlap instead of each stalling that loop.
+        n = per_set[d]
+        for j in range(n):
             at = np.uint64(set_starts[d] + record_length * j)
-            source = np.int64(_field(buffer, at, src_at, src_len))
-            destination = np.int64(_field(buffer, at, dst_at, dst_len))
-            source_value[j] = lookup_v4(v4roots, 0, v4chunks, source)
-            destination_value[j] = lookup_v4(v4roots, 0, v4chunks, destination)
+            addresses[j] = np.int64(_field(buffer, at, src_at, src_len))
+            addresses[n + j] = np.int64(_field(buffer, at, dst_at, dst_len))
+        lookup_v4_many(v4roots, 0, v4chunks, addresses, values, 2 * n)
         up = uptime[d]
         base_ms = export_ms[d]
         r = np.int64(rate[d])
@@ -192,11 +194,7 @@ def _attribute_sets(
                 s = e - max_span
                 clamped += 1
                 bin_from = floor_bin(s, bin_ms, inv) - bin0
-            owner, direction = _owner_and_direction(
-                source_value[j],
-                destination_value[j],
-                n_members,
-            )
+            owner, direction = _owner_and_direction(values[j], values[n + j], n_members)
             if uplinks_on and up_count[e_idx] > 0:
                 owner, direction = _apply_uplinks(
                     owner,

@@ -16,11 +16,12 @@ the bytes left are padding (RFC 7011 §3.3.1) and are not counted as records.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
+from collector._jit import kernel
 
-@numba.njit(cache=True, nogil=True)
+
+@kernel
 def _walk(buf, starts, ends, field_lengths, projection, width, max_records):
     out = np.zeros((max_records, width), np.uint8)
     rec_set = np.empty(max_records, np.int64)
