@@ -3,9 +3,8 @@
 For the datagrams of one version in a :class:`~collector.datagrams.DatagramBatch`:
 
 1. the headers are read at once (one gather, one structured view);
-2. the sets of every message are walked *together*: each step reads the next set header
-   of every message still open (numpy), so the loop runs as many times as the longest
-   message has sets (a handful), not once per datagram;
+2. the sets of every message are walked in one compiled pass
+   (:mod:`collector.decode._setkernel`);
 3. (options) template sets — rare — are parsed in Python in message order and applied to
    the :class:`~collector.decode.templates.TemplateStore`, each definition or withdrawal
    becoming an *event* at its position;
@@ -183,49 +182,21 @@ def walk_sets(
 ):
     """Every set of every message: (message index, set id, content start, content length).
 
-    Returned in message order, sets of a message in their order. A set header with a
-    length below 4 or past the message end stops that message (counted); v9 messages
-    ending in zero bytes (padding) stop silently.
+    Returned in message order, sets of a message in their order (one compiled pass,
+    :mod:`collector.decode._setkernel`). A set header with a length below 4 or past the
+    message end stops that message (counted); v9 messages ending in zero bytes (padding)
+    stop silently.
     """
-    pos = starts.copy()
-    active = np.flatnonzero(pos + 4 <= ends)
-    out_msg, out_id, out_start, out_len, out_k = [], [], [], [], []
-    k = 0
-    buf = buffer
-    while len(active):
-        if k >= limit:
-            errors[f"{name}_too_many_sets"] += len(active)
-            break
-        p = pos[active]
-        sid = (buf[p].astype(np.int64) << 8) | buf[p + 1]
-        slen = (buf[p + 2].astype(np.int64) << 8) | buf[p + 3]
-        bad = (slen < 4) | (p + slen > ends[active])
-        if bad.any():
-            zero = bad & (sid == 0) & (slen == 0)
-            n_bad = int((bad & ~zero).sum())
-            if n_bad:
-                errors[f"{name}_bad_set_length"] += n_bad
-        good = ~bad
-        act = active[good]
-        out_msg.append(act)
-        out_id.append(sid[good])
-        out_start.append(p[good] + 4)
-        out_len.append(slen[good] - 4)
-        out_k.append(np.full(len(act), k, np.int64))
-        pos[act] += slen[good]
-        active = act[pos[act] + 4 <= ends[act]]
-        k += 1
-    if not out_msg:
-        z = np.zeros(0, np.int64)
-        return z, z, z, z
-    msg = np.concatenate(out_msg)
-    order = np.lexsort((np.concatenate(out_k), msg))
-    return (
-        msg[order],
-        np.concatenate(out_id)[order],
-        np.concatenate(out_start)[order],
-        np.concatenate(out_len)[order],
+    from collector.decode import _setkernel  # numba: loaded on the first decode
+
+    msg, sid, start, length, too_many, bad_length = _setkernel.walk(
+        buffer, starts.astype(np.int64), ends.astype(np.int64), np.int64(limit)
     )
+    if too_many:
+        errors[f"{name}_too_many_sets"] += int(too_many)
+    if bad_length:
+        errors[f"{name}_bad_set_length"] += int(bad_length)
+    return msg, sid, start, length
 
 
 def decode_messages(
