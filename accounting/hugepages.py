@@ -1,10 +1,11 @@
 """Lookup tables in transparent huge pages, where the kernel offers them.
 
 Live, the receive path streams megabytes through the caches between two batches, so
-the prefix trie's lookups (~1.5 MB of chunks for 1,000 members of 9 prefixes) miss in
-the caches and, over 4 KiB pages, in the TLB as well. Over 2 MiB pages the TLB keeps up:
-the in-place kernel, with the cache flushed between batches, 5-9 % faster per flow
-(interleaved, five runs; live at 150,000 v5 datagrams/s, within the host's noise).
+the lookups of a large prefix trie (1 MiB of chunks and more: thousands of prefixes
+longer than /26, see accounting/lpm.py) miss in the caches and, over 4 KiB pages, in
+the TLB as well. Over 2 MiB pages the TLB keeps up: with 1.5 MB of chunks, the in-place
+kernel was 5-9 % faster per flow with the cache flushed between batches (interleaved,
+five runs; live at 150,000 v5 datagrams/s, within the host's noise).
 
 Linux gives huge pages to 2 MiB-aligned anonymous memory advised with MADV_HUGEPAGE when
 transparent_hugepage is ``always`` or ``madvise`` (numpy advises its own allocations only

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from accounting.hugepages import in_huge_pages
-from accounting.lpm import DualTrie, PrefixTrie, build_trie
+from accounting.lpm import UNIT, DualTrie, PrefixTrie, build_trie
 from accounting.registry import MemberConfig, PrefixRule, Registry, Validity
 from collector.datagrams import address_to_pair
 
@@ -42,7 +42,7 @@ class MemberTable:
     names: tuple[str, ...]
     epoch_start_ms: np.ndarray  # int64[E]: epoch e starts here (epoch 0 at INT64_MIN)
     v4_roots: np.ndarray  # [E, 65536]
-    v4_chunks: np.ndarray  # [K, 256], shared by every epoch's root
+    v4_chunks: np.ndarray  # [units * 64] (accounting/lpm.py), shared by every epoch's root
     v6_roots: np.ndarray
     v6_chunks: np.ndarray
     port_keys: np.ndarray  # int64[P] sorted; epoch, exporter slot, ifIndex
@@ -192,10 +192,11 @@ def _stack(tries: list[PrefixTrie]) -> tuple[np.ndarray, np.ndarray]:
     for t in tries:
         root = t.root.astype(np.int64)
         table = t.chunks.astype(np.int64)
-        # Pointers are -(chunk + 1): shift them past the chunks of the earlier epochs.
+        # Pointers are -(chunk + 1), counted in rows (IPv6) or in units of UNIT entries
+        # (IPv4, a flat array): shift them past the chunks of the earlier epochs.
         roots.append(np.where(root < 0, root - offset, root))
         chunks.append(np.where(table < 0, table - offset, table))
-        offset += len(table)
+        offset += len(table) if table.ndim == 2 else len(table) // UNIT
     root_all = np.stack(roots)
     chunk_all = np.concatenate(chunks)
     widest = max(int(np.abs(root_all).max()), int(np.abs(chunk_all).max()))

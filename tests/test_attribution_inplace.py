@@ -47,8 +47,8 @@ def _export_ms(protocol: str) -> int:
 
 def _ends(rng, n: int):
     """Source and destination addresses: members, internal, unattributed, mixed; the
-    member and internal prefixes longer than /24 (D's, 10.2.0.64/26) need all three
-    trie levels."""
+    prefixes longer than /26 (D's /28 and /32, the internal /29) need the trie's third
+    level."""
     members = np.array([0x0A000000, 0x0A010000, 0x0A020000, 0xC0A80000], np.uint32)
     outside = rng.integers(0x50000000, 0x60000000, n, dtype=np.uint32)
     inside = members[rng.integers(0, 4, n)] + rng.integers(0, 256, n, dtype=np.uint32)
@@ -147,7 +147,7 @@ address = "192.0.2.2"
 [[exporters]]
 address = "192.0.2.3"
 [registry]
-internal_prefixes = ["192.168.0.0/16", "10.2.0.64/26"]
+internal_prefixes = ["192.168.0.0/16", "10.2.0.64/26", "10.2.0.200/29"]
 [[members]]
 id = "a"
 name = "A"
@@ -163,7 +163,7 @@ prefixes = ["10.2.0.0/16"]
 [[members]]
 id = "d"
 name = "D"
-prefixes = ["10.0.0.128/25", "10.1.0.7/32"]
+prefixes = ["10.0.0.128/25", "10.1.0.7/32", "10.1.0.48/28"]
 """
 
 

@@ -79,6 +79,32 @@ def test_ipv4_trie_matches_reference(networks, extra):
         assert trie.lookup(a) == reference.lpm(networks, ipaddress.IPv4Address(a)), hex(a)
 
 
+@st.composite
+def v4_networks_in_two_blocks(draw, max_size=40):
+    """Prefixes of /8 to /32 inside 10.1.0.0/16 and 10.2.0.0/16, so that they nest at
+    every level of the trie (16, 10 and 6 bits) and longer ones inherit shorter ones."""
+    raw = draw(
+        st.lists(
+            st.tuples(st.integers(1, 2), st.integers(0, 2**16 - 1), st.integers(8, 32)),
+            min_size=1,
+            max_size=max_size,
+        )
+    )
+    nets = {}
+    for block, low, length in raw:
+        net = ipaddress.IPv4Network((0x0A000000 | block << 16 | low, length), strict=False)
+        nets.setdefault(net, len(nets))
+    return list(nets.items())
+
+
+@SETTINGS
+@given(v4_networks_in_two_blocks(), st.lists(st.integers(0x0A010000, 0x0A02FFFF), max_size=80))
+def test_ipv4_trie_matches_reference_for_nested_prefixes(networks, extra):
+    trie = build_trie(32, [(int(n.network_address), n.prefixlen, v) for n, v in networks])
+    for a in _probe_addresses(networks, 32, extra):
+        assert trie.lookup(a) == reference.lpm(networks, ipaddress.IPv4Address(a)), hex(a)
+
+
 @SETTINGS
 @given(v6_networks(), st.lists(st.integers(0, 2**128 - 1), max_size=50))
 def test_ipv6_trie_matches_reference(networks, extra):
@@ -397,3 +423,32 @@ def test_floor_bin_equals_integer_floor_division(t, bin_ms):
     """The kernels' bin number (a multiplication by 1 / bin_ms) is exact for every int64."""
     lo, hi, _ = kernels.bin_extent(np.array([t], np.int64), np.zeros(1, np.int32), np.int64(bin_ms))
     assert lo == hi == t // bin_ms
+
+
+@SETTINGS
+@given(
+    v4_networks_in_two_blocks(),
+    st.lists(st.integers(0x0A010000, 0x0A02FFFF), max_size=40),
+    st.randoms(use_true_random=False),
+)
+def test_classify_kernel_matches_reference_for_nested_ipv4_prefixes(nets4, extra, rng):
+    """Every trie level of the compiled lookup (16, 10 and 6 bits) against the reference:
+    flows between the edges of the nested prefixes (first and last addresses, and their
+    neighbours) and random addresses of their two blocks."""
+    configs, owned = _members_from(nets4)
+    table = compile_members(configs)
+    probes = _probe_addresses(nets4, 32, extra)
+    flows = [(rng.choice(probes), rng.choice(probes)) for _ in range(2 * len(probes))]
+    batch = FlowBatch.allocate(len(flows))
+    for i, (a, b) in enumerate(flows):
+        batch.ip_version[i] = 4
+        batch.source_ipv4_address[i] = a
+        batch.destination_ipv4_address[i] = b
+    got = classify_flows(batch, table)
+    for i, (a, b) in enumerate(flows):
+        want = reference.classify(
+            reference.lpm(owned, ipaddress.IPv4Address(a)),
+            reference.lpm(owned, ipaddress.IPv4Address(b)),
+            table.size,
+        )
+        assert (int(got.owner[i]), int(got.direction[i])) == want
