@@ -18,12 +18,14 @@ import ast
 import hashlib
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numba
 
 JIT_OPTIONS = {"nogil": True, "cache": True, "fastmath": False}
 KEPT_CACHES = 3  # digest folders kept beside the current one's (older ones are removed)
+PRUNE_AGE_SECONDS = 86_400
 _PACKAGES = ("collector", "accounting", "reports")
 
 
@@ -74,11 +76,13 @@ def _default_base() -> Path:
 
 
 def _prune(current: Path) -> None:
-    """Remove all but the newest KEPT_CACHES other digest folders beside ``current``."""
+    """Remove the digest folders beside ``current`` beyond the newest KEPT_CACHES, when
+    untouched for PRUNE_AGE_SECONDS (another version may still be running from one)."""
     others = [p for p in current.parent.glob("egress-*") if p != current and p.is_dir()]
     others.sort(key=lambda p: p.stat().st_mtime, reverse=True)
     for old in others[KEPT_CACHES:]:
-        shutil.rmtree(old, ignore_errors=True)
+        if time.time() - old.stat().st_mtime > PRUNE_AGE_SECONDS:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _use_versioned_cache() -> None:

@@ -79,14 +79,18 @@ def test_numba_caches_in_the_digest_folder():
 
 
 def test_old_folders_are_pruned(tmp_path):
-    for age in range(6):
+    """Beyond the newest KEPT_CACHES, folders untouched for a day go; recent ones stay
+    (another version may still be running from them)."""
+    for age in range(4):
         old = tmp_path / f"egress-old{age}"
         old.mkdir()
         os.utime(old, (1_000_000 + age, 1_000_000 + age))
+    for k in range(_jit.KEPT_CACHES + 1):
+        (tmp_path / f"egress-recent{k}").mkdir()
     current = tmp_path / "egress-current"
     current.mkdir()
     (tmp_path / "unrelated").mkdir()
     _jit._prune(current)
     left = sorted(p.name for p in tmp_path.iterdir())
-    kept = [f"egress-old{age}" for age in range(6 - _jit.KEPT_CACHES, 6)]
-    assert left == sorted(["egress-current", "unrelated", *kept])
+    recent = [f"egress-recent{k}" for k in range(_jit.KEPT_CACHES + 1)]
+    assert left == sorted(["egress-current", "unrelated", *recent])
