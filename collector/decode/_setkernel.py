@@ -3,7 +3,7 @@
 A set header is 4 bytes (id, length); finding the next set needs this one's length, so
 each message is a chain of dependent reads. numpy could only walk all messages a step at
 a time (a dozen array operations per step, then a sort to put the sets back in message
-order): ~0.13 µs per IPFIX datagram, mostly call overhead. Loaded lazily by
+order): 0.10 µs per IPFIX datagram of the live stream, against 0.03 here. Loaded lazily by
 collector.decode.flowsets (the collector's import rule: numba only on first decode).
 """
 
