@@ -258,12 +258,12 @@ def decode_messages(
             code & 0xFFFF,
         )
 
-    uniq_codes, code_inv = np.unique(d_code, return_inverse=True)
+    uniq_codes, code_inv = _distinct(d_code)
     first_inst = np.array(
         [instance_index(state.templates.get(key_of(int(c)))) for c in uniq_codes.tolist()],
         dtype=np.int64,
     )
-    d_inst = first_inst[code_inv.reshape(-1)] if len(d_code) else np.zeros(0, np.int64)
+    d_inst = first_inst[code_inv] if len(d_code) else np.zeros(0, np.int64)
 
     # Template sets, in message order: apply to the store, remember the events.
     ev_code: list[int] = []
@@ -359,7 +359,7 @@ def decode_messages(
     ctx = _Context(h, exporter_idx)
     known = d_inst >= 0
     order = sorted(
-        np.unique(d_inst[known]).tolist(), key=lambda i: (not instances[i].is_options, i)
+        _distinct(d_inst[known])[0].tolist(), key=lambda i: (not instances[i].is_options, i)
     )
     for i in order:
         t = instances[i]
@@ -369,16 +369,18 @@ def decode_messages(
             # Flow records of a fixed layout: read in place, no copy of the records.
             per_set = length[pos] // t.record_length
             set_records[sel] = per_set
-            rec_msg = np.repeat(d_msg[sel], per_set)
+            if not per_set.any():
+                continue
             layout = template_layout(t, dialect.version) if in_place else None
-            if layout is not None and len(rec_msg):
+            if layout is not None:
                 out.in_place.append(
                     _record_sets(
                         t, layout, batch.buffer, start[pos], per_set, d_msg[sel], ctx, state
                     )
                 )
-            elif len(rec_msg):
+            else:
                 columns = _Columns.from_sets(t, batch.buffer, start[pos], per_set)
+                rec_msg = np.repeat(d_msg[sel], per_set)
                 out.parts.append(flow_batch(t, columns, rec_msg, ctx, state.sampling, notes))
             continue
         records, rec_msg, per_set = extract_records(
@@ -447,6 +449,15 @@ def _record_sets(
         rate_unknown_note="sampling_rate_not_exported",
         materialize=materialize,
     )
+
+
+def _distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)``, without its sort when every value is
+    the same (the usual batch: one exporter, one template)."""
+    if len(values) and values[0] == values.min() == values.max():
+        return values[:1].copy(), np.zeros(len(values), np.intp)
+    uniques, inverse = np.unique(values, return_inverse=True)
+    return uniques, inverse.reshape(-1)
 
 
 def _as_of(d_code, d_pos, d_inst, ev_code, ev_pos, ev_inst) -> np.ndarray:
