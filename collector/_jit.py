@@ -93,7 +93,7 @@ def _use_versioned_cache() -> None:
         folder = kernel_cache_dir(_default_base(), Path(__file__).resolve().parents[1])
         folder.mkdir(parents=True, exist_ok=True)
         _prune(folder)
-    except OSError:
+    except (OSError, RuntimeError):  # RuntimeError: no home directory to be found
         return
     numba.config.CACHE_DIR = str(folder)
 

@@ -9,6 +9,8 @@ all kernel files and the project modules they import from.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numba
@@ -94,3 +96,21 @@ def test_old_folders_are_pruned(tmp_path):
     left = sorted(p.name for p in tmp_path.iterdir())
     recent = [f"egress-recent{k}" for k in range(_jit.KEPT_CACHES + 1)]
     assert left == sorted(["egress-current", "unrelated", *recent])
+
+
+def test_without_a_writable_home_numba_keeps_its_own_places(tmp_path):
+    """No NUMBA_CACHE_DIR and a home that cannot hold a cache: the kernels still load
+    (numba falls back to its own cache places, or none)."""
+    home = tmp_path / "home"
+    home.write_text("a file, not a folder")
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME")}
+    env["HOME"] = str(home)
+    code = (
+        "import numba, numpy as np\n"
+        "from collector import _gatherkernel\n"
+        "print(repr(numba.config.CACHE_DIR))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "''"
