@@ -110,7 +110,8 @@ def test_without_a_writable_home_numba_keeps_its_own_places(tmp_path):
         "from collector import _gatherkernel\n"
         "print(repr(numba.config.CACHE_DIR))\n"
     )
+    root = Path(_jit.__file__).resolve().parents[1]
     out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "''"
