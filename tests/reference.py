@@ -13,7 +13,11 @@ DIR_IN, DIR_OUT, DIR_NONE = 0, 1, 2
 
 
 def lpm(networks: list[tuple[ipaddress._BaseNetwork, int]], address: ipaddress._BaseAddress) -> int:
-    """Value of the longest network containing ``address`` (-1 when none does)."""
+    """Value of the longest network containing ``address`` (-1 when none does). An
+    IPv4-mapped IPv6 address (::ffff:a.b.c.d) is its IPv4 address, as egress defines it
+    (docs/architecture.md, trie layout)."""
+    if address.version == 6 and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
     best_len, best = -1, -1
     for net, value in networks:
         if net.version == address.version and address in net and net.prefixlen > best_len:
