@@ -12,11 +12,17 @@ from collections import defaultdict
 DIR_IN, DIR_OUT, DIR_NONE = 0, 1, 2
 
 
-def lpm(networks: list[tuple[ipaddress._BaseNetwork, int]], address: ipaddress._BaseAddress) -> int:
+def lpm(
+    networks: list[tuple[ipaddress._BaseNetwork, int]],
+    address: ipaddress._BaseAddress,
+    *,
+    mapped_as_ipv4: bool = True,
+) -> int:
     """Value of the longest network containing ``address`` (-1 when none does). An
     IPv4-mapped IPv6 address (::ffff:a.b.c.d) is its IPv4 address, as egress defines it
-    (docs/architecture.md, trie layout)."""
-    if address.version == 6 and address.ipv4_mapped is not None:
+    (docs/architecture.md, trie layout), unless ``mapped_as_ipv4`` is False (a single
+    family's trie, which knows nothing of the other)."""
+    if mapped_as_ipv4 and address.version == 6 and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     best_len, best = -1, -1
     for net, value in networks:

@@ -109,8 +109,9 @@ def test_ipv4_trie_matches_reference_for_nested_prefixes(networks, extra):
 @given(v6_networks(), st.lists(st.integers(0, 2**128 - 1), max_size=50))
 def test_ipv6_trie_matches_reference(networks, extra):
     trie = build_trie(128, [(int(n.network_address), n.prefixlen, v) for n, v in networks])
-    for a in _probe_addresses(networks, 128, extra):
-        assert trie.lookup(a) == reference.lpm(networks, ipaddress.IPv6Address(a)), hex(a)
+    for a in _probe_addresses(networks, 128, [*extra, 0xFFFF_0A00_0001]):  # one IPv4-mapped
+        want = reference.lpm(networks, ipaddress.IPv6Address(a), mapped_as_ipv4=False)
+        assert trie.lookup(a) == want, hex(a)
 
 
 def _members_from(networks):
