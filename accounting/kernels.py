@@ -49,6 +49,15 @@ def floor_bin(t, bin_ms, inv):
 
 
 @inline_kernel
+def _v4_below(chunks, v, index):
+    """One IPv4 level below ``v``: the entry ``index`` of the chunk ``v`` points to, or
+    ``v`` itself when it is a leaf (which then reads the padding units, unused). Chunks
+    are counted in 64-entry units (accounting/lpm.py)."""
+    below = np.int64(chunks[(-v - 1 if v < 0 else 0) * 64 + index])
+    return below if v < 0 else v
+
+
+@inline_kernel
 def lookup_v4(roots, ep, chunks, address):
     """Value of the longest prefix covering a uint32 address in epoch ``ep``, or -1
     (levels of 16, 10 and 6 bits, accounting/lpm.py).
@@ -58,11 +67,8 @@ def lookup_v4(roots, ep, chunks, address):
     on the data, so branches there were mispredicted (measured: two lookups 16 ns per
     flow, 10 ns without them)."""
     v = np.int64(roots[ep, address >> 16])
-    below = np.int64(chunks[(-v - 1 if v < 0 else 0) * 64 + ((address >> 6) & 0x3FF)])
-    v = below if v < 0 else v
-    below = np.int64(chunks[(-v - 1 if v < 0 else 0) * 64 + (address & 0x3F)])
-    v = below if v < 0 else v
-    return v - 1
+    v = _v4_below(chunks, v, (address >> 6) & 0x3FF)
+    return _v4_below(chunks, v, address & 0x3F) - 1
 
 
 @inline_kernel
@@ -76,13 +82,9 @@ def lookup_v4_many(roots, ep, chunks, addresses, values, n):
     for i in range(n):
         values[i] = np.int64(roots[ep, addresses[i] >> 16])
     for i in range(n):
-        v = values[i]
-        below = np.int64(chunks[(-v - 1 if v < 0 else 0) * 64 + ((addresses[i] >> 6) & 0x3FF)])
-        values[i] = below if v < 0 else v
+        values[i] = _v4_below(chunks, values[i], (addresses[i] >> 6) & 0x3FF)
     for i in range(n):
-        v = values[i]
-        below = np.int64(chunks[(-v - 1 if v < 0 else 0) * 64 + (addresses[i] & 0x3F)])
-        values[i] = (below if v < 0 else v) - 1
+        values[i] = _v4_below(chunks, values[i], addresses[i] & 0x3F) - 1
 
 
 @inline_kernel

@@ -27,10 +27,9 @@ def walk(buffer, starts, ends, limit):
     v9 message ending in zero bytes, its padding, is not counted)."""
     none = np.empty(0, np.int64)
     total = 0
-    for m in range(starts.shape[0]):
-        total += _walk_one(buffer, starts[m], ends[m], limit, m, False, none, none, none, none, 0)[
-            0
-        ]
+    for m in range(starts.shape[0]):  # first count, to size the outputs
+        n, _, _ = _walk_one(buffer, starts[m], ends[m], limit, m, False, none, none, none, none, 0)
+        total += n
     msg = np.empty(total, np.int64)
     set_id = np.empty(total, np.int64)
     start = np.empty(total, np.int64)

@@ -454,7 +454,7 @@ def _record_sets(
 def _distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``np.unique(values, return_inverse=True)``, without its sort when every value is
     the same (the usual batch: one exporter, one template)."""
-    if len(values) and values[0] == values.min() == values.max():
+    if len(values) and values.min() == values.max():
         return values[:1].copy(), np.zeros(len(values), np.intp)
     uniques, inverse = np.unique(values, return_inverse=True)
     return uniques, inverse.reshape(-1)

@@ -98,7 +98,7 @@ class SequenceTracker:
         inc = np.asarray(increment, np.int64)
         # Group messages by stream, preserving arrival order inside each stream. One
         # stream (one exporter and domain: the usual batch at a high rate) needs no sort.
-        if ex[0] == ex.min() == ex.max() and dom[0] == dom.min() == dom.max():
+        if ex.min() == ex.max() and dom.min() == dom.max():
             groups = [np.arange(n)]
         else:
             order = np.lexsort((np.arange(n), dom, ex))
@@ -163,7 +163,7 @@ class SequenceTracker:
         b: np.ndarray,
     ) -> None:
         """Messages that each continue the stream exactly (what :meth:`_one` does for one)."""
-        if b[0] == b.min() == b.max():  # one bin: no grouping needed
+        if b.min() == b.max():  # one bin: no grouping needed
             row = self._row(rows, key, int(b[0]))
             row.messages += len(b)
             row.received += int(i.sum())
