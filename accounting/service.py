@@ -300,6 +300,9 @@ class CollectorService:
         load_kernels(self.table, self.config.billing.bin_seconds * 1000)
         self.listener.warm_up()
         log.debug("kernels loaded in %.2f s", time.monotonic() - started)
+        started = time.monotonic()
+        if mapped := self.journal.map_all():
+            log.info("journal: %d file(s) mapped in %.2f s", mapped, time.monotonic() - started)
 
     # -- main loop ---------------------------------------------------------------------
     def run(self, stop: threading.Event, reload: threading.Event | None = None) -> None:
@@ -313,7 +316,7 @@ class CollectorService:
         next_flush = time.monotonic() + interval
         while not stop.is_set():
             timeout = max(0.0, min(0.2, next_flush - time.monotonic()))
-            batch = self.listener.receive(timeout)
+            batch = self.listener.receive(timeout, into=self.journal.payload_area)
             if len(batch):
                 self.journal.append(batch)
                 self.pipeline.feed(batch)
@@ -446,15 +449,20 @@ class CollectorService:
             self.metrics.inc("egress_dropped_total", count, reason=reason.split(":", 1)[0])
         self.metrics.set("egress_last_flush_timestamp_seconds", self.last_flush_ok)
         self.metrics.set("egress_last_flush_duration_seconds", elapsed)
+        self.metrics.set("egress_journal_records_total", self.journal.records)
+        self.metrics.set("egress_journal_mapped_records_total", self.journal.mapped_records)
         log.info(
             "flush committed (%s): %d datagrams, %d flows, %d usage rows in %.3f s"
-            " (prepared in %.3f s on the receiving thread)",
+            " (prepared in %.3f s on the receiving thread; journal records since start"
+            " %d, through a map %d)",
             self.name,
             payload.datagrams,
             payload.flows,
             len(payload.usage),
             elapsed,
             prepared - started,
+            self.journal.records,
+            self.journal.mapped_records,
         )
         self.pending = _Pending()
         return True

@@ -92,6 +92,7 @@ class Step:
     reasons: list[str] = field(default_factory=list)
     cpu: float = 0.0  # receiver CPU seconds per second of step
     peak_rss_mb: float = 0.0
+    peak_shared_mb: float = 0.0  # of which shared memory: egress's mapped tmpfs journal
     drop_span: tuple[float, float] | None = None  # first and last second with socket drops
 
     def line(self) -> str:
@@ -103,6 +104,7 @@ class Step:
             f"{self.receiver} {self.protocol} offered {offered} for "
             f"{self.seconds:g} s, sent {rate:,.0f} dg/s: {verdict}{why}; receiver CPU "
             f"{100 * self.cpu:.0f} %, peak RSS {self.peak_rss_mb:.0f} MB"
+            + (f" ({self.peak_shared_mb:.0f} MB shared)" if self.peak_shared_mb >= 1 else "")
         )
 
 
@@ -201,6 +203,7 @@ class Runner:
             if after.get(k, 0) != before.get(k, 0)
         }
         step.peak_rss_mb = result.usage.peak_rss_mb
+        step.peak_shared_mb = result.usage.peak_shared_mb
         sent = step.sent
         if rate > 0 and sent["rate"] < 0.97 * rate:
             step.sender_bound = True
@@ -391,7 +394,7 @@ def search(
         figures.append(min(best.offered, best.sent["rate"]) if best else 0.0)
         if best:
             cpu.append(best.cpu)
-            rss.append(best.peak_rss_mb)
+            rss.append(best.peak_rss_mb - best.peak_shared_mb)  # the journal map apart
             if rep == 0:
                 start_rate = best.offered
     return Search(receiver.name, stream.protocol, figures, bound, probe, cpu, rss)
@@ -743,7 +746,10 @@ deploy/egress.service puts it (/run/egress): no writeback, no eviction of idle s
 DAMON-based reclaim where the host runs it (see docs/architecture.md, where the journal
 lives). egress-w2 is
 `workers = 2`, which needs both cores: it is not pinned, so it shares core 0 with the
-sender. CPU is the receiver's process tree while sending (100 % = one core).
+sender. CPU is the receiver's process tree while sending (100 % = one core). RSS is the
+peak resident memory less its shared part (RssShmem, sampled every 0.2 s): on tmpfs egress
+maps its journal's files and writes through the maps, pages that tmpfs holds either way
+and that the step lines show as "shared".
 
 | {header} |
 |---|{"---|" * len(protocols)}

@@ -28,6 +28,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,6 +172,50 @@ def tree_cpu_seconds(root: int) -> float:
 class Usage:
     cpu_seconds: float = 0.0
     peak_rss_mb: float = 0.0
+    # Resident shared memory (RssShmem) at its peak over the process tree: egress maps its
+    # tmpfs journal (collector/journal.py), pages tmpfs holds anyway, which peak RSS counts.
+    peak_shared_mb: float = 0.0
+
+
+class _SharedMemoryPeak:
+    """Samples RssShmem of a process and its descendants every ``interval`` s."""
+
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
+        self.pid = pid
+        self.peak_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+        self._thread.start()
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            self.peak_kb = max(self.peak_kb, sum(_shmem_kb(p) for p in _tree(self.pid)))
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak_kb / 1024
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (Linux: /proc/PID/task/TID/children)."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{p}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    todo += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _shmem_kb(pid: int) -> int:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("RssShmem:"):
+                return int(line.split()[1])
+    return 0
 
 
 def pinned(cmd: list[str], cpu: int | str | None) -> list[str]:
@@ -196,6 +241,7 @@ class Process:
         )
         self.pid = self.proc.pid
         self.killed = False
+        self._shared = _SharedMemoryPeak(self.pid)
 
     def _signal_group(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -225,6 +271,7 @@ class Process:
         self.proc.returncode = 0
         self._signal_group(signal.SIGKILL)  # whatever it left behind in its group
         self._log.close()
+        usage.peak_shared_mb = self._shared.stop()
         return usage
 
     def kill(self) -> None:
@@ -232,6 +279,7 @@ class Process:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=10)
         self._log.close()
+        self._shared.stop()
 
 
 # -- receivers ----------------------------------------------------------------------------

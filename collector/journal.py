@@ -1,8 +1,8 @@
 """Append-only journal of received datagram batches, for recovery after a crash.
 
 Every batch the collector reads from its sockets is appended here before it is decoded
-(one ``writev`` per batch: a killed process leaves whole records, or a torn last one that
-replay detects and skips). At each flush the collector rotates to a new segment and
+(one ``pwritev`` per batch, or, on tmpfs, stores into the segment's memory map; a killed
+process leaves whole records, or a torn last one that replay detects and skips). At each flush the collector rotates to a new segment and
 commits, in the same database transaction as the usage, the number of the first segment
 not yet accounted; segments before it are then retired. After ``kill -9`` the collector
 replays the segments from that number: nothing it had read is lost, nothing is counted
@@ -22,6 +22,14 @@ the highest segment or spare), so a stale record can never pass for a current on
 write also puts an end marker after its record (the next write covers it), so replay can
 tell the clean end of a segment from a write cut short by the crash (counted as torn).
 
+On tmpfs the journal's pages are memory either way, and writes go through memory maps
+of the recycled files: the receiver packs each batch's payloads straight into the open
+segment's map (:meth:`Journal.payload_area`), so the bytes are copied once, not twice
+(into a buffer, then into the page cache). The reserve's thread maps each spare and
+populates its page table entries (:meth:`Journal.map_spares`); a segment without a
+populated map, and a record past the map's end, are written with ``pwritev``. On a disk
+file system the maps are not used: written-back pages fault again at the next write.
+
 Segment files ``NNNNNNNNNNNN.seg`` hold records:
   header  "EGJ2" | n:u32 | payload bytes:u64 | segment:u64
   index   lengths u32[n] | sources u64[n,2] | ports u16[n] | arrival ns i64[n]
@@ -34,6 +42,12 @@ still read from files that hold nothing else; such files are never recycled.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import logging
+import mmap
 import os
 import struct
 import threading
@@ -44,6 +58,8 @@ from typing import BinaryIO
 import numpy as np
 
 from collector.datagrams import DatagramBatch
+
+log = logging.getLogger("egress.collect")
 
 MAGIC = b"EGJ2"
 MAGIC_V1 = b"EGJ1"
@@ -57,6 +73,9 @@ TRAILER_V1 = struct.Struct("<4sQ")
 INDEX_BYTES_PER_DATAGRAM = 4 + 16 + 2 + 8
 SPARES = 2  # retired segments kept for reuse
 GROW_STEP = 2 << 20  # bytes a spare grows by per call of Journal.grow_spare
+TMPFS_MAGIC = 0x01021994
+MADV_POPULATE_WRITE = 23  # Linux 5.14+
+POPULATE_STEP = 1 << 20  # bytes of a map populated per call (see _populate_for_writing)
 
 
 def _segment_name(number: int) -> str:
@@ -70,16 +89,25 @@ def _spare_name(number: int) -> str:
 class Journal:
     """Segments in ``directory``; one is open for appending at a time."""
 
-    def __init__(self, directory: Path | str) -> None:
+    def __init__(self, directory: Path | str, *, mapped: bool | None = None) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        # Renaming, retiring and growing spares: the receiving thread and the reserve's.
+        # Renaming, retiring, growing and mapping spares: the receiving thread and the
+        # reserve's.
         self._files = threading.Lock()
+        # Writes through memory maps where the journal lives in memory anyway (tmpfs): see
+        # payload_area. On a disk file system written-back pages fault again on the next
+        # write (ext4 page_mkwrite), which pwritev does not pay.
+        self.mapped = on_tmpfs(self.directory) if mapped is None else mapped
+        self._maps: dict[int, np.ndarray] = {}  # inode -> its file mapped, pages populated
+        self._area: np.ndarray | None = None  # the open segment's mapping, if it has one
         numbers = self.segments() + self.spares()
         self.current = max(numbers) + 1 if numbers else 1
         self._position = 0  # where the next record goes in the open segment
         self._fd = self._open(self.current)
         self.bytes_written = 0
+        self.records = 0  # records written since start
+        self.mapped_records = 0  # of which through a map (the rest: pwritev)
         self.appended_since_rotate = 0
         self.torn_records = 0
 
@@ -97,14 +125,34 @@ class Journal:
             if spares:
                 # The largest: the fewer new blocks and pages a segment needs, the cheaper.
                 os.rename(max(spares, key=lambda p: p.stat().st_size), path)
-                fd = os.open(path, os.O_WRONLY)
+                fd = os.open(path, os.O_RDWR)
+                self._area = self._maps.get(os.fstat(fd).st_ino)
             else:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+                self._area = None
         os.pwrite(fd, END_STRUCT.pack(END, number), 0)
         return fd
 
+    def payload_area(self, datagrams: int, payload_bytes: int) -> np.ndarray | None:
+        """Where the payload of the next record goes in the open segment's memory map, for
+        a receiver to pack up to ``datagrams`` datagrams of ``payload_bytes`` straight into
+        the journal; None when the segment is not mapped or the record would not fit (then
+        :meth:`append` writes it with ``pwritev``).
+
+        Packing into the map saves the second copy of every byte (into the page cache),
+        0.3-0.5 µs per 1,464-byte datagram on tmpfs here. The map's page table entries are
+        populated ahead (:meth:`map_spares`), else the first write to each page faults."""
+        if self._area is None:
+            return None
+        start = self._position + HEADER.size + datagrams * INDEX_BYTES_PER_DATAGRAM
+        end = start + payload_bytes + TRAILER_STRUCT.size + END_STRUCT.size
+        if end > len(self._area):
+            return None
+        return self._area[start : start + payload_bytes]
+
     def append(self, batch: DatagramBatch) -> None:
-        """Write one batch as one record (a single writev)."""
+        """Write one batch as one record: into the segment's memory map when it fits, else
+        with a single ``pwritev``."""
         n = len(batch)
         if n == 0:
             return
@@ -118,17 +166,22 @@ class Journal:
             ]
         )
         size = HEADER.size + len(index) + len(payload) + TRAILER_STRUCT.size
-        parts = [
-            HEADER.pack(MAGIC, n, len(payload), self.current),
-            index,
-            payload,
-            TRAILER_STRUCT.pack(TRAILER, size, self.current),
-            END_STRUCT.pack(END, self.current),
-        ]
-        written = os.pwritev(self._fd, parts, self._position)
-        if written != size + END_STRUCT.size:  # a full disk: say so rather than lose data
-            raise OSError(f"journal {self.directory}: short write ({written} of {size} bytes)")
+        header = HEADER.pack(MAGIC, n, len(payload), self.current)
+        trailer = TRAILER_STRUCT.pack(TRAILER, size, self.current) + END_STRUCT.pack(
+            END, self.current
+        )
+        area = self._area
+        if area is not None and self._position + size + END_STRUCT.size <= len(area):
+            _write_mapped(area, self._position, header, index, payload, trailer)
+            if not self.mapped_records:
+                log.info("journal %s: writing through memory maps (tmpfs)", self.directory)
+            self.mapped_records += 1
+        else:
+            written = os.pwritev(self._fd, [header, index, payload, trailer], self._position)
+            if written != size + END_STRUCT.size:  # a full disk: say so, do not lose data
+                raise OSError(f"journal {self.directory}: short write ({written} of {size} bytes)")
         self._position += size
+        self.records += 1
         self.bytes_written += size
         self.appended_since_rotate += 1
 
@@ -161,11 +214,13 @@ class Journal:
                 path = self.directory / _segment_name(seg)
                 retired += 1
                 if not _recyclable(path):
+                    self._forget_map(path)
                     path.unlink(missing_ok=True)
                     continue
                 path.rename(self.directory / _spare_name(seg))
                 spares = sorted(self._spare_paths(), key=lambda p: p.stat().st_size)
                 for extra in spares[: max(0, len(spares) - SPARES)]:
+                    self._forget_map(extra)
                     extra.unlink(missing_ok=True)
         return retired
 
@@ -173,6 +228,7 @@ class Journal:
         """Delete the spare files (a journal that will not be written again)."""
         with self._files:
             for path in self._spare_paths():
+                self._forget_map(path)
                 path.unlink(missing_ok=True)
 
     def spare_bytes(self) -> list[int]:
@@ -209,6 +265,57 @@ class Journal:
             finally:
                 os.close(fd)
         return True
+
+    def map_all(self) -> int:
+        """At start, before receiving: map the spares and the open segment (written over
+        the largest spare of the last run), so that the first flush interval is written
+        through a map too. Returns how many files were mapped."""
+        done = self.map_spares()
+        if self.mapped and self._area is None:
+            self._area = self._map_file(self._fd)
+            done += self._area is not None
+        return done
+
+    def map_spares(self) -> int:
+        """Map every spare not mapped over its whole size yet, with its page table entries
+        populated for writing (MADV_POPULATE_WRITE), so that a segment written over it pays
+        a copy and no page fault (a first write to a page of a fresh map faulted: ~1 µs
+        per 1,464-byte datagram on tmpfs, twice what pwritev costs). For the reserve's
+        thread: populating costs ~0.2 µs per datagram's worth of file. Returns how many
+        spares were mapped."""
+        if not self.mapped:
+            return 0
+        done = 0
+        for path in self._spare_paths():
+            try:
+                fd = os.open(path, os.O_RDWR)
+            except FileNotFoundError:
+                continue  # taken as a segment meanwhile, or retired
+            try:
+                done += self._map_file(fd) is not None
+            finally:
+                os.close(fd)
+        return done
+
+    def _map_file(self, fd: int) -> np.ndarray | None:
+        """Map the file of ``fd`` over its whole size, its pages populated, and keep the map
+        (by inode); None when it already is, is empty, or its pages cannot be had."""
+        info = os.fstat(fd)
+        known = self._maps.get(info.st_ino)
+        if info.st_size == 0 or (known is not None and len(known) >= info.st_size):
+            return None
+        mapping = mmap.mmap(fd, info.st_size)
+        if not _populate_for_writing(mapping):
+            return None  # no memory for its pages: keep writing with pwritev
+        area = np.frombuffer(mapping, np.uint8)
+        with self._files:
+            self._maps[info.st_ino] = area
+        return area
+
+    def _forget_map(self, path: Path) -> None:
+        """Drop the map of a file about to be deleted (callers hold ``_files``)."""
+        with contextlib.suppress(FileNotFoundError):
+            self._maps.pop(path.stat().st_ino, None)
 
     def _spare_paths(self) -> list[Path]:
         return [self.directory / _spare_name(n) for n in self.spares()]
@@ -268,6 +375,9 @@ class Journal:
     def close(self) -> None:
         """Close the open segment; one with nothing written is kept as a spare (a file of
         that size is what the next start writes over)."""
+        with self._files:
+            self._maps.clear()  # unmapped once the last batch viewing one is gone
+        self._area = None
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
@@ -276,6 +386,56 @@ class Journal:
                 with self._files:
                     if _recyclable(path):
                         path.rename(self.directory / _spare_name(self.current))
+
+
+def _write_mapped(
+    area: np.ndarray,
+    at: int,
+    header: bytes,
+    index: bytes,
+    payload: memoryview | bytes,
+    trailer: bytes,
+) -> None:
+    """Write a record into a segment's map at ``at``; the trailer ends with the next end
+    marker. The header goes last: a process killed before it leaves the previous end
+    marker in place, so replay ends cleanly before this record (read but not journaled:
+    the same window a ``pwritev`` has)."""
+    body = at + len(header) + len(index)
+    source = np.frombuffer(payload, np.uint8)
+    if source.ctypes.data != area.ctypes.data + body:  # not packed in place by the receiver
+        area[body : body + len(source)] = source  # numpy copies overlapping ranges safely
+    area[at + len(header) : body] = np.frombuffer(index, np.uint8)
+    end = body + len(source)
+    area[end : end + len(trailer)] = np.frombuffer(trailer, np.uint8)
+    area[at : at + len(header)] = np.frombuffer(header, np.uint8)
+
+
+def on_tmpfs(directory: Path) -> bool:
+    """Whether ``directory`` is on tmpfs (statfs f_type); False where that cannot be told."""
+    libc_path = ctypes.util.find_library("c")
+    if libc_path is None:
+        return False
+    libc = ctypes.CDLL(libc_path, use_errno=True)
+    buffer = ctypes.create_string_buffer(256)  # struct statfs; f_type is its first field
+    if libc.statfs(os.fsencode(directory), buffer) != 0:
+        return False
+    return ctypes.c_long.from_buffer(buffer).value == TMPFS_MAGIC
+
+
+def _populate_for_writing(mapping: mmap.mmap) -> bool:
+    """Fault in a shared map's pages writable now (Linux 5.14+; older kernels refuse the
+    advice, and the first writes fault as they come). False when the pages cannot be had:
+    a write to such a map would end the process (SIGBUS) rather than fail.
+
+    In steps of ``POPULATE_STEP``: the advice holds the process's memory-map lock, which
+    the receiving thread needs whenever it maps or unmaps memory (numpy's large arrays);
+    one call over a whole spare held it for a tenth of a second or more."""
+    for start in range(0, len(mapping), POPULATE_STEP):
+        try:
+            mapping.madvise(MADV_POPULATE_WRITE, start, min(POPULATE_STEP, len(mapping) - start))
+        except OSError as exc:
+            return exc.errno == errno.EINVAL
+    return True
 
 
 def _numbered(directory: Path, suffix: str) -> list[int]:

@@ -19,6 +19,7 @@ import os
 import selectors
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +48,8 @@ LINGER_WORST_TRUESIZE = 4096
 PACKED_RING = 4
 PACKED_BYTES = MAX_BATCH_DATAGRAMS * 1_500  # a ring buffer's size, unless a batch needs more
 MAX_DATAGRAM = 65_535
+# (datagrams, payload bytes) -> a buffer to pack them into, or None: see receive()
+PackInto = Callable[[int, int], "np.ndarray | None"]
 SO_REUSEPORT = getattr(socket, "SO_REUSEPORT", 15)
 SO_RCVBUFFORCE = 33
 
@@ -136,10 +139,16 @@ class UdpListener:
         """The endpoints actually bound (port 0 resolves to the kernel's choice)."""
         return [Endpoint(s.getsockname()[0], s.getsockname()[1]) for s in self.sockets]
 
-    def receive(self, timeout: float, max_datagrams: int = 100_000) -> DatagramBatch:
-        """Wait up to ``timeout`` s for data, then drain the ready sockets into one batch."""
+    def receive(
+        self, timeout: float, max_datagrams: int = 100_000, *, into: PackInto | None = None
+    ) -> DatagramBatch:
+        """Wait up to ``timeout`` s for data, then drain the ready sockets into one batch.
+
+        ``into(datagrams, payload_bytes)`` may offer the buffer the batch's payloads are
+        packed into (the journal's map: see Journal.payload_area); when it offers None, or
+        without it, they go into the listener's own reused buffers."""
         if self._multi is not None:
-            return self._receive_many(timeout, min(max_datagrams, MAX_BATCH_DATAGRAMS))
+            return self._receive_many(timeout, min(max_datagrams, MAX_BATCH_DATAGRAMS), into)
         # np.empty maps fresh pages lazily: only the bytes received are ever touched.
         slab = np.empty(self.slab_bytes, dtype=np.uint8)
         view = memoryview(slab)
@@ -205,7 +214,9 @@ class UdpListener:
                 self._packed[turn] = buffer
         return self._packed[turn][:size]
 
-    def _receive_many(self, timeout: float, max_datagrams: int) -> DatagramBatch:
+    def _receive_many(
+        self, timeout: float, max_datagrams: int, into: PackInto | None
+    ) -> DatagramBatch:
         """recvmmsg path: fill the receiver's slots from the ready sockets, linger for a
         fuller batch while the buffers allow it, then gather them in one compiled pass."""
         ready = self._selector.select(timeout)
@@ -229,7 +240,10 @@ class UdpListener:
             return _empty()
         # Packed back to back: the slots are refilled at once, and the journal and the
         # decoders get one contiguous buffer.
-        packed = self._packed_buffer(multi.received_bytes(filled))
+        size = multi.received_bytes(filled)
+        packed = into(filled, size) if into is not None else None
+        if packed is None:
+            packed = self._packed_buffer(size)
         got = multi.gather(filled, packed)
         self.truncated += got.truncated
         if not len(got.lengths):

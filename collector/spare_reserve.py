@@ -51,6 +51,7 @@ class SpareReserve:
         self.poll_seconds = poll_seconds
         self.target = 0  # bytes every spare should hold
         self.steps = 0  # growth steps done
+        self.mapped = 0  # spares mapped (and their pages populated) for the journal
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="egress-spares", daemon=True)
 
@@ -80,6 +81,8 @@ class SpareReserve:
                     self.target, keep_free=self.target
                 ):
                     self.steps += 1
+                if not self._stop.is_set():
+                    self.mapped += self.journal.map_spares()
             except OSError as exc:  # e.g. a file system without room: segments still work
                 log.warning("journal spares no longer grown ahead of need: %s", exc)
                 return

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import threading
@@ -115,12 +116,32 @@ def test_live_ipv4_and_ipv6_equal_the_ground_truth(tmp_path, scenario, cores):
         assert "attribution on this thread" in log
 
 
-def test_kill_minus_nine_ten_times_loses_nothing_read(tmp_path, scenario):
+@pytest.fixture(params=["disk", "tmpfs"])
+def journal_on(request, tmp_path):
+    """Where the journal lives: on tmpfs it is written through memory maps
+    (collector/journal.py), on disk with pwritev."""
+    if request.param == "disk":
+        yield "", False
+        return
+    if not Path("/dev/shm").is_dir() or "tmpfs" not in os.popen("stat -f -c %T /dev/shm").read():
+        pytest.skip("no tmpfs at /dev/shm")
+    directory = Path("/dev/shm") / f"egress-test-{os.getpid()}-{tmp_path.name}"
+    yield f'journal_dir = "{directory}"\n', True
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_kill_minus_nine_ten_times_loses_nothing_read(tmp_path, scenario, journal_on):
     """kill -9 at random moments (mid-receive, mid-decode, mid-flush) while the replay goes
     on; every restart replays the journal from the committed checkpoint."""
+    journal_setting, mapped = journal_on
     port = free_port()
     config = live_config(
-        scenario.config.read_text(), tmp_path, port, ["127.0.1.1", "127.0.1.2"], flush_seconds=0.3
+        scenario.config.read_text(),
+        tmp_path,
+        port,
+        ["127.0.1.1", "127.0.1.2"],
+        flush_seconds=0.3,
+        extra_collector=journal_setting,
     )
     items = _payloads(scenario)
     rng = random.Random(5)
@@ -143,6 +164,7 @@ def test_kill_minus_nine_ten_times_loses_nothing_read(tmp_path, scenario):
     log = collector.log.read_text()
     assert log.count("listening on") == 11
     assert _got(report_json(config)) == _expected(scenario)
+    assert ("writing through memory maps" in log) == mapped
 
 
 def test_undeclared_exporter_changes_nothing_and_is_counted(tmp_path, scenario):

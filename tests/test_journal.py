@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from collector.datagrams import DatagramBatch
-from collector.journal import END_STRUCT, SPARES, Journal
+from collector.journal import END_STRUCT, SPARES, Journal, on_tmpfs
 from collector.spare_reserve import SpareReserve
 
 
@@ -233,7 +236,7 @@ def test_growing_never_takes_the_room_the_open_segment_needs(tmp_path):
 
 
 def test_the_reserve_grows_spares_to_the_peak_rate_at_idle_priority(tmp_path):
-    j = Journal(tmp_path)
+    j = Journal(tmp_path, mapped=True)
     j.append(_batch(b"a", 4))
     _retire_all(j)
     reserve = SpareReserve(j, flush_seconds=1.0, margin=2.0, poll_seconds=0.05)
@@ -244,14 +247,20 @@ def test_the_reserve_grows_spares_to_the_peak_rate_at_idle_priority(tmp_path):
             j.append(_batch(b"r", 200))  # ~20 KB per append: a write rate to follow
             time.sleep(0.01)
         policy = os.sched_getscheduler(reserve._thread.native_id)
-        while time.monotonic() < deadline and min(j.spare_bytes()) < reserve.target:
+        while time.monotonic() < deadline and not _all_spares_mapped(j, reserve.target):
             time.sleep(0.05)
     finally:
         reserve.stop()
     assert reserve.steps > 0 and reserve.target > 0
     assert min(j.spare_bytes()) >= reserve.target
+    assert reserve.mapped > 0 and _all_spares_mapped(j, reserve.target)  # then populated
     assert policy == os.SCHED_IDLE
     assert not reserve._thread.is_alive()
+
+
+def _all_spares_mapped(j: Journal, target: int) -> bool:
+    sizes = [(p.stat().st_size, p.stat().st_ino) for p in j._spare_paths()]
+    return all(size >= target and len(j._maps.get(ino, ())) == size for size, ino in sizes)
 
 
 def test_after_a_restart_the_reserve_grows_spares_to_the_largest_file(tmp_path):
@@ -275,3 +284,129 @@ def test_after_a_restart_the_reserve_grows_spares_to_the_largest_file(tmp_path):
     assert reserve.target == largest
     assert j.spare_bytes() == [largest] * len(j.spare_bytes())
     j.close()
+
+
+# -- writes through the segment's memory map (the journal on tmpfs) ---------------------------
+
+
+def _mapped_journal(path, n_old: int = 250) -> Journal:
+    """A mapped journal whose next segment is written over a spare mapped by map_spares."""
+    j = Journal(path, mapped=True)
+    j.append(_batch(b"old", n_old))
+    _retire_all(j)
+    assert j.map_spares() == 1
+    assert j.map_spares() == 0  # mapped over its whole size already
+    _onto_spare(j)
+    return j
+
+
+def _onto_spare(j: Journal) -> None:
+    """Rotate onto a spare (a segment with nothing written is renumbered in place)."""
+    j.append(_batch(b"pad", 1))
+    j.rotate()
+
+
+def _in_place(j: Journal, batch: DatagramBatch, reserve: int) -> DatagramBatch:
+    """``batch`` packed, as the listener does, into the area the journal offers for
+    ``reserve`` datagrams (a receiver reserves for every slot; truncated ones are not kept)."""
+    payloads = [bytes(batch.payload(i)) for i in range(len(batch))]
+    area = j.payload_area(reserve, sum(map(len, payloads)))
+    assert area is not None
+    area[:] = np.frombuffer(b"".join(payloads), np.uint8)
+    offsets = np.concatenate([[0], np.cumsum([len(p) for p in payloads])[:-1]]).astype(np.int64)
+    return DatagramBatch(
+        area,
+        offsets,
+        batch.lengths.copy(),
+        batch.source_address.copy(),
+        batch.source_port.copy(),
+        batch.arrival_ns.copy(),
+    )
+
+
+def test_mapped_records_are_the_bytes_pwritev_writes(tmp_path):
+    """The same batches through the map (in place, copied, and past the map's end) and
+    through pwritev give byte-identical segment files."""
+    files = {}
+    for mapped in (True, False):
+        j = Journal(tmp_path / str(mapped), mapped=mapped)
+        j.append(_batch(b"old", 250))
+        _retire_all(j)
+        j.map_spares()
+        _onto_spare(j)
+        seg = j.current
+        one, two = _batch(b"one", 40), _batch(b"two", 9).select(np.array([0, 3, 8]))
+        j.append(_in_place(j, one, 40) if mapped else one)
+        j.append(two)  # not contiguous: copied into the map
+        for _ in range(4):
+            j.append(_batch(b"big", 200))  # beyond the spare: written with pwritev
+        j.rotate()
+        assert _flat(j.replay(seg, seg)) == _flat([one, two] + [_batch(b"big", 200)] * 4)
+        files[mapped] = (j.directory / f"{seg:012d}.seg").read_bytes()
+        # the first records through the map, at least the last with pwritev
+        assert 2 <= j.mapped_records < 6 if mapped else j.mapped_records == 0
+        j.close()
+    assert files[True] == files[False]
+
+
+def test_a_batch_packed_for_more_slots_than_it_kept_is_moved_into_place(tmp_path):
+    j = _mapped_journal(tmp_path)
+    kept = _batch(b"k", 30)
+    j.append(_in_place(j, kept, reserve=37))  # seven slots truncated by the kernel
+    after = _batch(b"z", 5)
+    j.append(after)
+    j.rotate()
+    assert _flat(j.replay(j.current - 1)) == _flat([kept, after])
+    assert j.mapped_records == 2
+
+
+def test_killed_after_packing_before_the_header_replays_what_was_journaled(tmp_path):
+    j = _mapped_journal(tmp_path)
+    first = _batch(b"f", 20)
+    j.append(first)
+    _in_place(j, _batch(b"lost", 30), reserve=30)  # packed, then kill -9 before append
+    seg = j.current
+    os.close(j._fd)  # what a killed process leaves: no close() bookkeeping
+    again = Journal(tmp_path)
+    assert _flat(again.replay(seg, seg)) == _flat([first])
+    assert again.torn_records == 0
+
+
+def test_no_area_is_offered_past_the_map_or_without_one(tmp_path):
+    j = _mapped_journal(tmp_path, n_old=10)
+    size = j.spare_bytes() or [len(j._area)]
+    assert j.payload_area(10, size[0]) is None  # would not fit
+    unmapped = Journal(tmp_path / "plain", mapped=False)
+    unmapped.append(_batch(b"a", 10))
+    _retire_all(unmapped)
+    assert unmapped.map_spares() == 0
+    _onto_spare(unmapped)
+    assert unmapped.payload_area(1, 10) is None
+
+
+def test_a_grown_spare_is_mapped_again_over_its_new_size(tmp_path):
+    j = Journal(tmp_path, mapped=True)
+    j.append(_batch(b"a", 50))
+    _retire_all(j)
+    assert j.map_spares() == 1
+    size = j.spare_bytes()[0]
+    while j.grow_spare(size + 3 * 4096, step=4096):
+        pass
+    assert j.map_spares() == 1
+    _onto_spare(j)
+    assert len(j._area) == size + 3 * 4096
+
+
+def test_tmpfs_is_recognised(tmp_path):
+    mounts = {}
+    with open("/proc/mounts") as f:
+        for line in f:
+            _dev, point, kind, *_ = line.split()
+            mounts[point] = kind
+    if mounts.get("/dev/shm") != "tmpfs":
+        pytest.skip("no tmpfs at /dev/shm on this machine")
+    assert on_tmpfs(Path("/dev/shm"))
+    assert Journal(Path("/dev/shm") / f"egress-test-{os.getpid()}").mapped
+    shutil.rmtree(Path("/dev/shm") / f"egress-test-{os.getpid()}")
+    kind = mounts.get(str(tmp_path)) or os.popen(f"stat -f -c %T {tmp_path}").read().strip()
+    assert on_tmpfs(tmp_path) == (kind == "tmpfs")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import time
 
+import numpy as np
 import pytest
 
 from collector.datagrams import pair_to_address
@@ -157,3 +158,35 @@ def test_the_warm_up_datagrams_exercise_every_protocol_and_decode_cleanly():
     assert sorted(result.flows.ip_version.tolist()) == [4, 4, 4, 6]
     assert result.flows.octet_delta_count.tolist() == [100] * 4
     assert (result.flows.flow_end_milliseconds > result.flows.flow_start_milliseconds).all()
+
+
+def test_a_batch_is_packed_where_the_caller_offers():
+    """The collector has the listener pack straight into the journal's map (see
+    Journal.payload_area); when the offer is None it uses its own buffers."""
+    lst = UdpListener([Endpoint("127.0.0.1", 0)], receive_buffer_bytes=4 << 20)
+    if lst._multi is None:
+        pytest.skip("recvmmsg not available on this platform")
+    target = lst.bound()[0]
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    area = np.zeros(1 << 20, np.uint8)
+    for offered in (True, False):
+        asked = []
+
+        def offer(datagrams, payload_bytes, asked=asked, offered=offered):
+            asked.append((datagrams, payload_bytes))
+            return area[100 : 100 + payload_bytes] if offered else None
+
+        sent = [bytes([offered, i]) * (50 + i) for i in range(40)]
+        for p in sent:
+            s.sendto(p, (target.host, target.port))
+        got = []
+        deadline = time.monotonic() + 5
+        while len(got) < len(sent) and time.monotonic() < deadline:
+            b = lst.receive(0.2, into=offer)
+            if len(b):
+                assert np.shares_memory(b.buffer, area) == offered
+                assert asked[-1] == (len(b), int(b.lengths.sum()))
+            got += [bytes(b.payload(i)) for i in range(len(b))]
+        assert got == sent
+    s.close()
+    lst.close()
