@@ -334,3 +334,41 @@ def test_resent_template_sets_are_parsed_once_and_errors_counted_each_time():
     for tid in range(400, 410):
         decode(ipfix_message([ipfix_set(2, ipfix_template(tid, BASE))]), decoder=dec)
         assert len(cache._sets) <= 4
+
+
+def test_repeated_template_sets_in_one_batch_decode_as_message_by_message():
+    """Routers re-send one template set every few datagrams; the decoder skips a repeat of
+    a set that changed nothing only until something changes. A batch where one id switches
+    layout and back (and a set with an error recurs) decodes exactly as its messages do
+    one by one: same flows, same notes, the error counted every time."""
+    layout_b = [(1, 8), (2, 8), (8, 4), (12, 4)]
+    a = ipfix_set(2, ipfix_template(256, BASE))
+    b = ipfix_set(2, ipfix_template(256, layout_b))
+    both = ipfix_set(2, ipfix_template(256, BASE) + ipfix_template(257, layout_b))
+    bad = ipfix_set(2, ipfix_template(12, BASE))  # template ids start at 256
+
+    def record(tpl: bytes, octets: int) -> bytes:
+        if tpl == b:
+            return struct.pack(">QQII", octets, 1, ip4("10.0.0.9"), ip4("11.0.0.9"))
+        return rec_base(octets=octets)
+
+    order = [a, a, bad, a, bad, b, b, bad, a, a, both, a, both, b, a]
+    messages = [
+        ipfix_message([tpl, ipfix_set(256, record(tpl, 100 + i))], seq=i)
+        for i, tpl in enumerate(order)
+    ]
+    whole = decode(*messages)
+    dec = Decoder()
+    alone = [decode(m, decoder=dec) for m in messages]
+    assert sorted(whole.flows.octet_delta_count.tolist()) == sorted(
+        int(o) for r in alone for o in r.flows.octet_delta_count.tolist()
+    )
+    assert sorted(whole.flows.source_ipv4_address.tolist()) == sorted(
+        int(s) for r in alone for s in r.flows.source_ipv4_address.tolist()
+    )
+    assert len(whole.flows) == len(order)  # a bad set leaves the template in force
+    assert whole.notes["ipfix_templates"] == sum(r.notes["ipfix_templates"] for r in alone)
+    assert whole.dropped["ipfix_bad_template_id"] == 3
+    assert whole.notes["template_replaced"] + whole.dropped.get("template_replaced", 0) == sum(
+        r.notes["template_replaced"] + r.dropped.get("template_replaced", 0) for r in alone
+    )

@@ -270,6 +270,12 @@ def decode_messages(
     ev_pos: list[int] = []
     ev_inst: list[int] = []
     view = memoryview(batch.buffer)
+    templates_note = f"{name}_templates"
+    # Template sets seen in this batch since the store last changed, that changed nothing
+    # (routers re-send the same set every few datagrams: ~40 times in a 4,096-datagram
+    # IPFIX batch): a repeat changes nothing either and only adds its notes. Any event
+    # forgets them all, since a set in force may have been replaced meanwhile.
+    quiet: dict[tuple, tuple[int, int]] = {}
     if not replay:
         for p in np.flatnonzero(is_tpl).tolist():
             m = int(msg[p])
@@ -277,9 +283,18 @@ def decode_messages(
             exporter = exporters[e]
             domain = int(h.domain[m])
             s0 = int(start[p])
+            data = bytes(view[s0 : s0 + int(length[p])])
+            seen = (e, domain, int(sid[p]), data)
+            repeat = quiet.get(seen)
+            if repeat is not None:
+                notes[templates_note] += repeat[0]
+                if repeat[1]:
+                    notes["template_field_length_unusable"] += repeat[1]
+                continue
+            events, errors = len(ev_code), dropped.total()
             items = state.template_sets.parse(
                 dialect,
-                bytes(view[s0 : s0 + int(length[p])]),
+                data,
                 exporter,
                 domain,
                 int(sid[p]) == dialect.options_set,
@@ -287,6 +302,7 @@ def decode_messages(
                 dropped,
             )
             base = (e << 48) | (domain << 16)
+            in_force = skipped = 0
             for item in items:
                 if isinstance(item, Withdrawal):
                     if item.template_id is None:
@@ -302,13 +318,15 @@ def decode_messages(
                         ev_pos.append(p)
                         ev_inst.append(-1)
                     continue
-                notes[f"{name}_templates"] += 1
+                notes[templates_note] += 1
                 if state.templates.get(item.key) is item:
                     # Re-sent, already in force (the set cache returns the same objects):
                     # nothing changes, so no event for the as-of join.
                     if item.skipped_lengths:
                         notes["template_field_length_unusable"] += item.skipped_lengths
                     out.defined.add(item.key)
+                    in_force += 1
+                    skipped += item.skipped_lengths
                     continue
                 inst = state.templates.define(item, dropped)
                 if inst is not None and inst.skipped_lengths:
@@ -318,6 +336,10 @@ def decode_messages(
                 ev_inst.append(instance_index(inst))
                 if inst is not None:
                     out.defined.add(item.key)
+            if len(ev_code) > events:
+                quiet.clear()
+            elif dropped.total() == errors and in_force == len(items):
+                quiet[seen] = (in_force, skipped)
     if ev_code and len(data_pos):
         d_inst = _as_of(
             d_code,
