@@ -316,7 +316,7 @@ class CollectorService:
         next_flush = time.monotonic() + interval
         while not stop.is_set():
             timeout = max(0.0, min(0.2, next_flush - time.monotonic()))
-            batch = self.listener.receive(timeout, into=self.journal.payload_area)
+            batch = self.listener.receive(timeout, into=self.journal)
             if len(batch):
                 self.journal.append(batch)
                 self.pipeline.feed(batch)
@@ -451,10 +451,11 @@ class CollectorService:
         self.metrics.set("egress_last_flush_duration_seconds", elapsed)
         self.metrics.set("egress_journal_records_total", self.journal.records)
         self.metrics.set("egress_journal_mapped_records_total", self.journal.mapped_records)
+        self.metrics.set("egress_journal_slot_records_total", self.journal.slot_records)
         log.info(
             "flush committed (%s): %d datagrams, %d flows, %d usage rows in %.3f s"
             " (prepared in %.3f s on the receiving thread; journal records since start"
-            " %d, through a map %d)",
+            " %d, through a map %d, received into it %d)",
             self.name,
             payload.datagrams,
             payload.flows,
@@ -463,6 +464,7 @@ class CollectorService:
             prepared - started,
             self.journal.records,
             self.journal.mapped_records,
+            self.journal.slot_records,
         )
         self.pending = _Pending()
         return True

@@ -45,16 +45,22 @@ def gather_slots(
     lengths,
     sources,
     ports,
+    pack,
 ):
-    """Copy the payloads of slots 0..filled-1 back to back into ``out`` (head slot, then
-    the rest from the tail slot) and fill ``offsets``, ``lengths``, ``sources`` (hi, lo)
-    and ``ports`` for each kept datagram. Truncated datagrams (MSG_TRUNC) are skipped.
-    Resets each slot's address length for the next receive (the kernel overwrites it).
+    """With ``pack``: copy the payloads of slots 0..filled-1 back to back into ``out``
+    (head slot, then the rest from the tail slot), ``offsets`` into ``out``. Without:
+    leave them in their head slots (``offsets`` into ``heads``: the slots are the journal's
+    memory, see collector/journal.py) and copy nothing. Either way fill ``lengths``,
+    ``sources`` (hi, lo) and ``ports`` for each kept datagram. Truncated datagrams
+    (MSG_TRUNC) are skipped. Resets each slot's address length for the next receive (the
+    kernel overwrites it).
 
-    Returns (datagrams kept, datagrams truncated).
+    Returns (datagrams kept, datagrams truncated, kept datagrams longer than a head slot:
+    without ``pack`` their ends are in the tail slots only).
     """
     kept = 0
     truncated = 0
+    longer = 0
     at = 0
     for i in range(filled):
         msg_namelen[i] = SOCKADDR_BYTES
@@ -62,11 +68,18 @@ def gather_slots(
             truncated += 1
             continue
         n = np.int64(msg_len[i])
-        first = min(n, head_bytes)
-        _copy(out[at : at + first], heads[i * head_bytes : i * head_bytes + first])
         if n > head_bytes:
-            rest = n - head_bytes
-            _copy(out[at + first : at + n], tails[i * tail_bytes : i * tail_bytes + rest])
+            longer += 1
+        if pack:
+            first = min(n, head_bytes)
+            _copy(out[at : at + first], heads[i * head_bytes : i * head_bytes + first])
+            if n > head_bytes:
+                rest = n - head_bytes
+                _copy(out[at + first : at + n], tails[i * tail_bytes : i * tail_bytes + rest])
+            offsets[kept] = at
+            at += n
+        else:
+            offsets[kept] = i * head_bytes
         family = np.int64(names[i, 0]) | (np.int64(names[i, 1]) << 8)  # host order
         hi = np.uint64(0)
         lo = np.uint64(0)
@@ -79,11 +92,9 @@ def gather_slots(
                 hi = (hi << np.uint64(8)) | np.uint64(names[i, b])
             for b in range(16, 24):
                 lo = (lo << np.uint64(8)) | np.uint64(names[i, b])
-        offsets[kept] = at
         lengths[kept] = n
         sources[kept, 0] = hi
         sources[kept, 1] = lo
         ports[kept] = (np.uint16(names[i, 2]) << np.uint16(8)) | np.uint16(names[i, 3])
         kept += 1
-        at += n
-    return kept, truncated
+    return kept, truncated, longer

@@ -62,6 +62,7 @@ from collector.datagrams import DatagramBatch
 log = logging.getLogger("egress.collect")
 
 MAGIC = b"EGJ2"
+MAGIC_SLOTS = b"EGJ3"  # a record whose datagrams stay in the receive slots they came in
 MAGIC_V1 = b"EGJ1"
 TRAILER = b"EGJ$"
 END = b"EGJ."
@@ -71,6 +72,7 @@ END_STRUCT = struct.Struct("<4sQ")
 HEADER_V1 = struct.Struct("<4sIQ")
 TRAILER_V1 = struct.Struct("<4sQ")
 INDEX_BYTES_PER_DATAGRAM = 4 + 16 + 2 + 8
+SLOT_INDEX_BYTES_PER_DATAGRAM = 4 + INDEX_BYTES_PER_DATAGRAM  # and each one's offset
 SPARES = 2  # retired segments kept for reuse
 GROW_STEP = 2 << 20  # bytes a spare grows by per call of Journal.grow_spare
 TMPFS_MAGIC = 0x01021994
@@ -101,6 +103,8 @@ class Journal:
         self.mapped = on_tmpfs(self.directory) if mapped is None else mapped
         self._maps: dict[int, np.ndarray] = {}  # inode -> its file mapped, pages populated
         self._area: np.ndarray | None = None  # the open segment's mapping, if it has one
+        self._slots: np.ndarray | None = None  # the area slot_area handed out last...
+        self._slots_at = -1  # ...for a record at this position
         numbers = self.segments() + self.spares()
         self.current = max(numbers) + 1 if numbers else 1
         self._position = 0  # where the next record goes in the open segment
@@ -108,6 +112,7 @@ class Journal:
         self.bytes_written = 0
         self.records = 0  # records written since start
         self.mapped_records = 0  # of which through a map (the rest: pwritev)
+        self.slot_records = 0  # of which received into the map (slot records)
         self.appended_since_rotate = 0
         self.torn_records = 0
 
@@ -150,11 +155,36 @@ class Journal:
             return None
         return self._area[start : start + payload_bytes]
 
+    def slot_area(self, slots: int, stride: int) -> np.ndarray | None:
+        """Memory of the open segment's map for a receiver to receive up to ``slots``
+        datagrams straight into, one per ``stride`` bytes (its head slots: see
+        MultiReceiver.aim_heads); None when the segment is not mapped or the record might
+        not fit. :meth:`append` of a batch whose buffer is this area writes a slot record
+        around the datagrams where they lie: the kernel's copy from the socket is the only
+        copy of their bytes."""
+        if self._area is None:
+            return None
+        start = self._position + HEADER.size
+        end = (
+            start
+            + slots * (stride + SLOT_INDEX_BYTES_PER_DATAGRAM)
+            + TRAILER_STRUCT.size
+            + END_STRUCT.size
+        )
+        if end > len(self._area):
+            return None
+        self._slots = self._area[start : start + slots * stride]
+        self._slots_at = self._position
+        return self._slots
+
     def append(self, batch: DatagramBatch) -> None:
         """Write one batch as one record: into the segment's memory map when it fits, else
         with a single ``pwritev``."""
         n = len(batch)
         if n == 0:
+            return
+        if batch.buffer is self._slots and self._slots_at == self._position:
+            self._append_slots(batch)
             return
         payload = _contiguous_payload(batch)
         index = b"".join(
@@ -180,6 +210,41 @@ class Journal:
             written = os.pwritev(self._fd, [header, index, payload, trailer], self._position)
             if written != size + END_STRUCT.size:  # a full disk: say so, do not lose data
                 raise OSError(f"journal {self.directory}: short write ({written} of {size} bytes)")
+        self._position += size
+        self.records += 1
+        self.bytes_written += size
+        self.appended_since_rotate += 1
+
+    def _append_slots(self, batch: DatagramBatch) -> None:
+        """Write a slot record around datagrams received into the map (see slot_area)."""
+        area, at, n = self._area, self._position, len(batch)
+        assert area is not None
+        span = int(batch.offsets[-1] + batch.lengths[-1])
+        index = b"".join(
+            [
+                batch.offsets.astype("<u4").tobytes(),
+                batch.lengths.astype("<u4").tobytes(),
+                batch.source_address.astype("<u8").tobytes(),
+                batch.source_port.astype("<u2").tobytes(),
+                batch.arrival_ns.astype("<i8").tobytes(),
+            ]
+        )
+        size = HEADER.size + span + len(index) + TRAILER_STRUCT.size
+        header = HEADER.pack(MAGIC_SLOTS, n, span, self.current)
+        trailer = TRAILER_STRUCT.pack(TRAILER, size, self.current) + END_STRUCT.pack(
+            END, self.current
+        )
+        body = at + HEADER.size + span
+        area[body : body + len(index)] = np.frombuffer(index, np.uint8)
+        area[body + len(index) : body + len(index) + len(trailer)] = np.frombuffer(
+            trailer, np.uint8
+        )
+        area[at : at + HEADER.size] = np.frombuffer(header, np.uint8)  # last: see _write_mapped
+        self._slots = None
+        if not self.mapped_records:
+            log.info("journal %s: writing through memory maps (tmpfs)", self.directory)
+        self.mapped_records += 1
+        self.slot_records += 1
         self._position += size
         self.records += 1
         self.bytes_written += size
@@ -347,7 +412,8 @@ class Journal:
                 if END_STRUCT.unpack_from(head)[1] != number:
                     self.torn_records += 1
                 return
-            if magic == MAGIC and version in (None, 2) and len(head) == HEADER.size:
+            slots = magic == MAGIC_SLOTS
+            if magic in (MAGIC, MAGIC_SLOTS) and version in (None, 2) and len(head) == HEADER.size:
                 _, n, payload_len, segment = HEADER.unpack(head)
                 if segment != number:
                     return  # a spare's old record: killed before this segment's first write
@@ -359,8 +425,8 @@ class Journal:
             else:
                 self.torn_records += 1
                 return
-            version = 2 if magic == MAGIC else 1
-            index_len = n * INDEX_BYTES_PER_DATAGRAM
+            version = 1 if magic == MAGIC_V1 else 2
+            index_len = n * (SLOT_INDEX_BYTES_PER_DATAGRAM if slots else INDEX_BYTES_PER_DATAGRAM)
             size = header_size + index_len + payload_len + trailer.size
             body = f.read(size - header_size)
             if len(body) != size - header_size:
@@ -370,7 +436,10 @@ class Journal:
             if tail[0] != TRAILER or tail[1] != size or (version == 2 and tail[2] != number):
                 self.torn_records += 1
                 return
-            yield _batch_from_record(body, n, payload_len)
+            if slots:
+                yield _batch_from_slots(body, n, payload_len)
+            else:
+                yield _batch_from_record(body, n, payload_len)
 
     def close(self) -> None:
         """Close the open segment; one with nothing written is kept as a spare (a file of
@@ -446,7 +515,7 @@ def _recyclable(path: Path) -> bool:
     """Only files written in the current format are reused (see the module docstring)."""
     try:
         with open(path, "rb") as f:
-            return f.read(4) in (MAGIC, END)
+            return f.read(4) in (MAGIC, MAGIC_SLOTS, END)
     except OSError:
         return False
 
@@ -479,6 +548,17 @@ def _batch_from_record(body: bytes, n: int, payload_len: int) -> DatagramBatch:
     if n > 1:
         offsets[1:] = np.cumsum(lengths[:-1])
     return DatagramBatch(buffer, offsets, lengths, sources, ports, times)
+
+
+def _batch_from_slots(body: bytes, n: int, span: int) -> DatagramBatch:
+    """A slot record's datagrams (``body``: the record after its header): the slot region
+    of ``span`` bytes, then offsets into it and the usual index."""
+    offsets = np.frombuffer(body, "<u4", n, span).astype(np.int64)
+    index = _batch_from_record(body[span + 4 * n :], n, 0)
+    buffer = np.frombuffer(body, np.uint8, span, 0)
+    return DatagramBatch(
+        buffer, offsets, index.lengths, index.source_address, index.source_port, index.arrival_ns
+    )
 
 
 def _contiguous_payload(batch: DatagramBatch) -> memoryview | bytes:

@@ -89,6 +89,7 @@ class Gathered:
     sources: np.ndarray  # uint64[n, 2]: IPv6, or IPv4 mapped into ::ffff:0:0/96
     ports: np.ndarray  # uint16[n]
     truncated: int  # datagrams longer than a slot: dropped, to be counted by the caller
+    longer: int  # kept datagrams longer than a head slot (see MultiReceiver.gather)
 
 
 class MultiReceiver:
@@ -131,6 +132,15 @@ class MultiReceiver:
             hdr.namelen = SOCKADDR_BYTES
             hdr.iov = ctypes.cast(iov_base + 2 * i * iov_size, ctypes.POINTER(_IoVec))
             hdr.iovlen = 2
+        # The head iovecs' buffer addresses and lengths, to aim them elsewhere (aim_heads).
+        words = np.ctypeslib.as_array(
+            ctypes.cast(self._iovecs, ctypes.POINTER(ctypes.c_uint64)), (2 * capacity * 2,)
+        )
+        self._head_bases, self._head_lengths = words[0::4], words[1::4]
+        self._slab_bases = self._head_bases.copy()
+        self.stride = head_bytes  # bytes per head slot now (see aim_heads)
+        self._no_output = np.empty(0, np.uint8)
+        self._heads_target: np.ndarray = self.heads
         # numpy views of the header fields the kernel writes, read by the compiled gather
         raw = np.ctypeslib.as_array(
             ctypes.cast(self._msgs, ctypes.POINTER(ctypes.c_uint8)),
@@ -157,33 +167,66 @@ class MultiReceiver:
             raise OSError(err, os.strerror(err))
         return got
 
-    def gather(self, filled: int, packed: np.ndarray) -> Gathered:
-        """Pack the first ``filled`` slots' payloads into ``packed`` (at least
-        ``filled * (head_bytes + tail_bytes)`` bytes, or the sum of the lengths) and
-        read their lengths and sources; the slots are free again afterwards."""
+    def aim_heads(self, target: np.ndarray | None, stride: int | None = None) -> None:
+        """Receive the next batch's head slots into ``target``, one per ``stride`` bytes
+        (at most ``head_bytes``; ``capacity * stride`` bytes: e.g. the journal's memory map,
+        where the kernel's copy is then the only one; what is longer goes on in the tail
+        slot), or, with None, into the receiver's own slab again. Call with no slot
+        filled."""
+        if target is None:
+            target, stride = self.heads, self.head_bytes
+        stride = self.head_bytes if stride is None else stride
+        if target is self._heads_target and stride == self.stride:
+            return
+        if not 0 < stride <= self.head_bytes or len(target) < self.capacity * stride:
+            raise ValueError("head slots need 0 < stride <= head_bytes, capacity * stride bytes")
+        if target is self.heads:
+            self._head_bases[:] = self._slab_bases
+        else:
+            self._head_bases[:] = target.ctypes.data + stride * np.arange(
+                self.capacity, dtype=np.uint64
+            )
+        self._head_lengths[:] = stride
+        self.stride = stride
+        self._heads_target = target  # kept alive while the kernel may write into it
+
+    @property
+    def heads_target(self) -> np.ndarray:
+        """Where the head slots are received now (see :meth:`aim_heads`)."""
+        return self._heads_target
+
+    def gather(self, filled: int, packed: np.ndarray | None) -> Gathered:
+        """Pack the first ``filled`` slots' payloads into ``packed`` (at least the sum of
+        their lengths), or with None leave them in their head slots (offsets then index
+        :attr:`heads_target`, and a datagram longer than a head slot is cut there: see
+        ``Gathered.longer``), and read their lengths and sources; the slots are free
+        again afterwards."""
         from collector._slabkernel import gather_slots
 
         offsets = np.empty(filled, np.int64)
         lengths = np.empty(filled, np.int64)
         sources = np.empty((filled, 2), np.uint64)
         ports = np.empty(filled, np.uint16)
-        kept, truncated = gather_slots(
+        kept, truncated, longer = gather_slots(
             self.names,
             self._len,
             self._flags,
             self._namelen,
-            self.heads,
-            self.head_bytes,
+            self._heads_target,
+            self.stride,
             self.tails,
             self.tail_bytes,
             filled,
-            packed,
+            packed if packed is not None else self._no_output,
             offsets,
             lengths,
             sources,
             ports,
+            packed is not None,
         )
-        return Gathered(offsets[:kept], lengths[:kept], sources[:kept], ports[:kept], truncated)
+        return Gathered(
+            offsets[:kept], lengths[:kept], sources[:kept], ports[:kept], truncated, longer
+        )
 
     def received_bytes(self, filled: int) -> int:
         """Bytes the first ``filled`` slots hold (what :meth:`gather` needs to pack them)."""

@@ -410,3 +410,85 @@ def test_tmpfs_is_recognised(tmp_path):
     shutil.rmtree(Path("/dev/shm") / f"egress-test-{os.getpid()}")
     kind = mounts.get(str(tmp_path)) or os.popen(f"stat -f -c %T {tmp_path}").read().strip()
     assert on_tmpfs(tmp_path) == (kind == "tmpfs")
+
+
+def _in_slots(j: Journal, batch: DatagramBatch, stride: int = 256, skip=(2,)) -> DatagramBatch:
+    """``batch`` as received straight into the slots the journal offers (one datagram per
+    ``stride`` bytes; the slots in ``skip`` held datagrams the kernel truncated)."""
+    slots = len(batch) + len(skip)
+    area = j.slot_area(slots, stride)
+    assert area is not None
+    kept = [i for i in range(slots) if i not in skip]
+    for k, i in enumerate(kept):
+        payload = np.frombuffer(bytes(batch.payload(k)), np.uint8)
+        assert len(payload) <= stride
+        area[i * stride : i * stride + len(payload)] = payload
+        area[i * stride + len(payload) : (i + 1) * stride] = 0xEE  # a slot's unused end
+    return DatagramBatch(
+        area,
+        np.array(kept, np.int64) * stride,
+        batch.lengths.copy(),
+        batch.source_address.copy(),
+        batch.source_port.copy(),
+        batch.arrival_ns.copy(),
+    )
+
+
+def test_slot_records_replay_their_datagrams_among_packed_ones(tmp_path):
+    j = _mapped_journal(tmp_path)
+    first, second, third = _batch(b"p", 10), _batch(b"s", 40), _batch(b"q", 7)
+    j.append(first)
+    j.append(_in_slots(j, second))
+    j.append(third)
+    j.rotate()
+    assert _flat(j.replay(j.current - 1)) == _flat([first, second, third])
+    assert j.slot_records == 1 and j.mapped_records == 3
+    j.close()
+    assert _flat(Journal(tmp_path).replay(j.current - 1)) == _flat([first, second, third])
+
+
+def test_killed_after_receiving_into_slots_replays_what_was_journaled(tmp_path):
+    j = _mapped_journal(tmp_path)
+    first = _batch(b"f", 20)
+    j.append(first)
+    _in_slots(j, _batch(b"lost", 30))  # received, then kill -9 before append
+    seg = j.current
+    os.close(j._fd)
+    again = Journal(tmp_path)
+    assert _flat(again.replay(seg, seg)) == _flat([first])
+    assert again.torn_records == 0
+
+
+def test_a_torn_slot_record_is_counted(tmp_path):
+    j = _mapped_journal(tmp_path)
+    first = _batch(b"f", 20)
+    j.append(first)
+    at = j._position
+    j.append(_in_slots(j, _batch(b"t", 30)))
+    size = j._position - at
+    j._area[at + size - 8 : at + size] = 0  # the trailer's segment number, cut
+    seg = j.current
+    os.close(j._fd)
+    again = Journal(tmp_path)
+    assert _flat(again.replay(seg, seg)) == _flat([first])
+    assert again.torn_records == 1
+
+
+def test_slots_offered_before_a_rotation_are_copied_after_it(tmp_path):
+    """(The slots hold the next record's place: valid until the next append or rotation.)"""
+    j = _mapped_journal(tmp_path)
+    j.append(_batch(b"x", 3))
+    batch = _in_slots(j, _batch(b"r", 12))
+    j.rotate()  # a flush between receiving and journaling (the collector never does)
+    j.append(batch)  # in another segment: copied there, still exact
+    j.rotate()
+    assert _flat(j.replay(j.current - 1)) == _flat([_batch(b"r", 12)])
+    assert j.slot_records == 0
+
+
+def test_no_slots_are_offered_past_the_map_or_without_one(tmp_path):
+    j = _mapped_journal(tmp_path, n_old=10)
+    assert j.slot_area(4096, 2048) is None
+    assert j.slot_area(2, 64) is not None
+    unmapped = Journal(tmp_path / "plain", mapped=False)
+    assert unmapped.slot_area(1, 64) is None

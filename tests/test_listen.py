@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from collector.datagrams import pair_to_address
-from collector.listen import SLOT_BYTES, Endpoint, UdpListener
+from collector.listen import HEAD_BYTES, SLOT_BYTES, Endpoint, UdpListener, slot_stride
 
 
 @pytest.fixture(params=["recvmmsg", "recvfrom"])
@@ -160,33 +160,66 @@ def test_the_warm_up_datagrams_exercise_every_protocol_and_decode_cleanly():
     assert (result.flows.flow_end_milliseconds > result.flows.flow_start_milliseconds).all()
 
 
-def test_a_batch_is_packed_where_the_caller_offers():
-    """The collector has the listener pack straight into the journal's map (see
-    Journal.payload_area); when the offer is None it uses its own buffers."""
+class _Offers:
+    """A receive target (as the journal is) over one array, offering slots, room to pack,
+    or nothing; it records what it was asked."""
+
+    def __init__(self, slots: bool, pack: bool) -> None:
+        self.memory = np.zeros(16 << 20, np.uint8)
+        self.slots, self.pack = slots, pack
+        self.asked: list[tuple] = []
+
+    def slot_area(self, slots, stride):
+        self.asked.append(("slots", slots, stride))
+        return self.memory[64 : 64 + slots * stride] if self.slots else None
+
+    def payload_area(self, datagrams, payload_bytes):
+        self.asked.append(("pack", datagrams, payload_bytes))
+        return self.memory[100 : 100 + payload_bytes] if self.pack else None
+
+
+def test_slots_are_as_long_as_the_last_batch_needed():
+    assert slot_stride(1464, 2048) == 1472  # NetFlow v5, 30 records
+    assert slot_stride(1, 2048) == 64
+    assert slot_stride(1472, 2048) == 1472
+    assert slot_stride(5000, 2048) == 2048
+
+
+@pytest.mark.parametrize(
+    "slots, pack", [(True, False), (False, True), (False, False)], ids=["slots", "pack", "own"]
+)
+def test_a_batch_is_received_where_the_caller_offers(slots, pack):
+    """The collector has the listener receive straight into the journal's map (slots), or
+    pack into it (see Journal.slot_area, Journal.payload_area); else it uses its own
+    buffers. Datagrams longer than a slot's head are packed whole into the listener's own
+    buffer even when slots are offered."""
     lst = UdpListener([Endpoint("127.0.0.1", 0)], receive_buffer_bytes=4 << 20)
     if lst._multi is None:
         pytest.skip("recvmmsg not available on this platform")
     target = lst.bound()[0]
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    area = np.zeros(1 << 20, np.uint8)
-    for offered in (True, False):
-        asked = []
-
-        def offer(datagrams, payload_bytes, asked=asked, offered=offered):
-            asked.append((datagrams, payload_bytes))
-            return area[100 : 100 + payload_bytes] if offered else None
-
-        sent = [bytes([offered, i]) * (50 + i) for i in range(40)]
+    offers = _Offers(slots, pack)
+    for long in (False, True):
+        sent = [bytes([long, i]) * (50 + i) for i in range(40)]
+        if long:
+            sent[7] = b"L" * (HEAD_BYTES + 500)
         for p in sent:
             s.sendto(p, (target.host, target.port))
         got = []
         deadline = time.monotonic() + 5
         while len(got) < len(sent) and time.monotonic() < deadline:
-            b = lst.receive(0.2, into=offer)
-            if len(b):
-                assert np.shares_memory(b.buffer, area) == offered
-                assert asked[-1] == (len(b), int(b.lengths.sum()))
+            b = lst.receive(0.2, into=offers)
             got += [bytes(b.payload(i)) for i in range(len(b))]
+            if not len(b):
+                continue
+            in_memory = np.shares_memory(b.buffer, offers.memory)
+            whole_in_slots = slots and not long
+            assert in_memory == (whole_in_slots or pack)
+            if whole_in_slots:  # slots as long as the longest datagram of the last batch
+                stride = int(b.offsets[1] - b.offsets[0])
+                assert stride in (HEAD_BYTES, 192) and (b.offsets % stride == 0).all()
+            elif pack:
+                assert offers.asked[-1] == ("pack", len(b), int(b.lengths.sum()))
         assert got == sent
     s.close()
     lst.close()
