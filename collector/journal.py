@@ -2,11 +2,11 @@
 
 Every batch the collector reads from its sockets is appended here before it is decoded
 (one ``pwritev`` per batch, or, on tmpfs, stores into the segment's memory map; a killed
-process leaves whole records, or a torn last one that replay detects and skips). At each flush the collector rotates to a new segment and
-commits, in the same database transaction as the usage, the number of the first segment
-not yet accounted; segments before it are then retired. After ``kill -9`` the collector
-replays the segments from that number: nothing it had read is lost, nothing is counted
-twice.
+process leaves whole records, or a torn last one that replay detects and skips). At each
+flush the collector rotates to a new segment and commits, in the same database
+transaction as the usage, the number of the first segment not yet accounted; segments
+before it are then retired. After ``kill -9`` the collector replays the segments from
+that number: nothing it had read is lost, nothing is counted twice.
 
 Retired segments are recycled, as database write-ahead logs do: up to ``SPARES`` of them
 are renamed ``NNNNNNNNNNNN.spare`` and the next segments are written over them from the
@@ -22,18 +22,26 @@ the highest segment or spare), so a stale record can never pass for a current on
 write also puts an end marker after its record (the next write covers it), so replay can
 tell the clean end of a segment from a write cut short by the crash (counted as torn).
 
-On tmpfs the journal's pages are memory either way, and writes go through memory maps
-of the recycled files: the receiver packs each batch's payloads straight into the open
-segment's map (:meth:`Journal.payload_area`), so the bytes are copied once, not twice
-(into a buffer, then into the page cache). The reserve's thread maps each spare and
-populates its page table entries (:meth:`Journal.map_spares`); a segment without a
-populated map, and a record past the map's end, are written with ``pwritev``. On a disk
-file system the maps are not used: written-back pages fault again at the next write.
+On tmpfs the journal's pages are memory either way, and the journal is written through
+memory maps of the recycled files. The receiver has the kernel copy each datagram from
+the socket straight into the open segment's map, one receive slot per datagram
+(:meth:`Journal.slot_area`), and a slot record is written around them: the kernel's
+copy is the only one. Where that cannot be (a datagram longer than its slot), it packs
+the batch and the record is stored into the map (:meth:`Journal.payload_area`). The
+reserve's thread maps each spare and populates its page table entries
+(:meth:`Journal.map_spares`); a segment without a populated map, and a record past the
+map's end, are written with ``pwritev``. On a disk file system the maps are not used:
+written-back pages fault again at the next write.
 
 Segment files ``NNNNNNNNNNNN.seg`` hold records:
   header  "EGJ2" | n:u32 | payload bytes:u64 | segment:u64
   index   lengths u32[n] | sources u64[n,2] | ports u16[n] | arrival ns i64[n]
   payload the n datagrams back to back
+  trailer "EGJ$" | record length:u64 | segment:u64
+or slot records, datagrams left in the receive slots they came in:
+  header  "EGJ3" | n:u32 | slot bytes:u64 | segment:u64
+  slots   the datagrams, each at its offset (a slot's unused end is not read)
+  index   offsets u32[n] | lengths u32[n] | sources u64[n,2] | ports u16[n] | arrival ns i64[n]
   trailer "EGJ$" | record length:u64 | segment:u64
 and, after the last record, the end marker "EGJ." | segment:u64.
 Records of format 1 (``EGJ1``, no segment number, written before recycling existed) are
