@@ -92,7 +92,8 @@ class Step:
     reasons: list[str] = field(default_factory=list)
     cpu: float = 0.0  # receiver CPU seconds per second of step
     peak_rss_mb: float = 0.0
-    peak_shared_mb: float = 0.0  # of which shared memory: egress's mapped tmpfs journal
+    peak_private_mb: float = 0.0  # sampled RssAnon + RssFile of the receiver's processes
+    peak_shared_mb: float = 0.0  # sampled RssShmem (egress: its mapped tmpfs journal)
     drop_span: tuple[float, float] | None = None  # first and last second with socket drops
 
     def line(self) -> str:
@@ -104,7 +105,7 @@ class Step:
             f"{self.receiver} {self.protocol} offered {offered} for "
             f"{self.seconds:g} s, sent {rate:,.0f} dg/s: {verdict}{why}; receiver CPU "
             f"{100 * self.cpu:.0f} %, peak RSS {self.peak_rss_mb:.0f} MB"
-            + (f" ({self.peak_shared_mb:.0f} MB shared)" if self.peak_shared_mb >= 1 else "")
+            + f" (private {self.peak_private_mb:.0f} MB, shared {self.peak_shared_mb:.0f} MB)"
         )
 
 
@@ -203,6 +204,7 @@ class Runner:
             if after.get(k, 0) != before.get(k, 0)
         }
         step.peak_rss_mb = result.usage.peak_rss_mb
+        step.peak_private_mb = result.usage.peak_private_mb
         step.peak_shared_mb = result.usage.peak_shared_mb
         sent = step.sent
         if rate > 0 and sent["rate"] < 0.97 * rate:
@@ -394,7 +396,7 @@ def search(
         figures.append(min(best.offered, best.sent["rate"]) if best else 0.0)
         if best:
             cpu.append(best.cpu)
-            rss.append(best.peak_rss_mb - best.peak_shared_mb)  # the journal map apart
+            rss.append(best.peak_private_mb)  # without shared memory (the journal's map)
             if rep == 0:
                 start_rate = best.offered
     return Search(receiver.name, stream.protocol, figures, bound, probe, cpu, rss)
@@ -747,9 +749,9 @@ DAMON-based reclaim where the host runs it (see docs/architecture.md, where the 
 lives). egress-w2 is
 `workers = 2`, which needs both cores: it is not pinned, so it shares core 0 with the
 sender. CPU is the receiver's process tree while sending (100 % = one core). RSS is the
-peak resident memory less its shared part (RssShmem, sampled every 0.2 s): on tmpfs egress
-maps its journal's files and writes through the maps, pages that tmpfs holds either way
-and that the step lines show as "shared".
+peak private resident memory of the receiver's processes (RssAnon + RssFile, sampled every
+0.2 s); the step lines also give wait4's peak RSS and the peak shared memory (RssShmem): on
+tmpfs egress maps its journal's files and receives into them, pages tmpfs holds anyway.
 
 | {header} |
 |---|{"---|" * len(protocols)}

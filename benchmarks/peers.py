@@ -171,30 +171,35 @@ def tree_cpu_seconds(root: int) -> float:
 @dataclass
 class Usage:
     cpu_seconds: float = 0.0
-    peak_rss_mb: float = 0.0
-    # Resident shared memory (RssShmem) at its peak over the process tree: egress maps its
-    # tmpfs journal (collector/journal.py), pages tmpfs holds anyway, which peak RSS counts.
+    peak_rss_mb: float = 0.0  # wait4's ru_maxrss: shared pages count too
+    # Sampled every 0.2 s over the process tree: resident private memory (RssAnon +
+    # RssFile, summed) and shared memory (RssShmem: egress's mapped tmpfs journal, which
+    # tmpfs holds anyway; nfacctd's plugin pipe, counted once per process mapping it).
+    peak_private_mb: float = 0.0
     peak_shared_mb: float = 0.0
 
 
-class _SharedMemoryPeak:
-    """Samples RssShmem of a process and its descendants every ``interval`` s."""
+class _MemorySampler:
+    """Peaks of private and shared resident memory of a process and its descendants."""
 
     def __init__(self, pid: int, interval: float = 0.2) -> None:
         self.pid = pid
-        self.peak_kb = 0
+        self.private_kb = self.shared_kb = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
         self._thread.start()
 
     def _run(self, interval: float) -> None:
         while not self._stop.wait(interval):
-            self.peak_kb = max(self.peak_kb, sum(_shmem_kb(p) for p in _tree(self.pid)))
+            rows = [_status_kb(p) for p in _tree(self.pid)]
+            self.private_kb = max(self.private_kb, sum(r[0] + r[1] for r in rows))
+            self.shared_kb = max(self.shared_kb, sum(r[2] for r in rows))
 
-    def stop(self) -> float:
+    def stop(self) -> tuple[float, float]:
+        """(peak private MB, peak shared MB)."""
         self._stop.set()
         self._thread.join()
-        return self.peak_kb / 1024
+        return self.private_kb / 1024, self.shared_kb / 1024
 
 
 def _tree(pid: int) -> list[int]:
@@ -210,12 +215,15 @@ def _tree(pid: int) -> list[int]:
     return found
 
 
-def _shmem_kb(pid: int) -> int:
+def _status_kb(pid: int) -> tuple[int, int, int]:
+    """(RssAnon, RssFile, RssShmem) of a process in kB; zeros once it is gone."""
+    fields = {"RssAnon:": 0, "RssFile:": 0, "RssShmem:": 0}
     with contextlib.suppress(OSError):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("RssShmem:"):
-                return int(line.split()[1])
-    return 0
+            parts = line.split()
+            if parts and parts[0] in fields:
+                fields[parts[0]] = int(parts[1])
+    return fields["RssAnon:"], fields["RssFile:"], fields["RssShmem:"]
 
 
 def pinned(cmd: list[str], cpu: int | str | None) -> list[str]:
@@ -241,7 +249,7 @@ class Process:
         )
         self.pid = self.proc.pid
         self.killed = False
-        self._shared = _SharedMemoryPeak(self.pid)
+        self._memory = _MemorySampler(self.pid)
 
     def _signal_group(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -271,7 +279,7 @@ class Process:
         self.proc.returncode = 0
         self._signal_group(signal.SIGKILL)  # whatever it left behind in its group
         self._log.close()
-        usage.peak_shared_mb = self._shared.stop()
+        usage.peak_private_mb, usage.peak_shared_mb = self._memory.stop()
         return usage
 
     def kill(self) -> None:
@@ -279,7 +287,7 @@ class Process:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=10)
         self._log.close()
-        self._shared.stop()
+        self._memory.stop()
 
 
 # -- receivers ----------------------------------------------------------------------------
