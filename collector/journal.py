@@ -195,29 +195,30 @@ class Journal:
             self._append_slots(batch)
             return
         payload = _contiguous_payload(batch)
-        index = b"".join(
-            [
-                batch.lengths.astype("<u4").tobytes(),
-                batch.source_address.astype("<u8").tobytes(),
-                batch.source_port.astype("<u2").tobytes(),
-                batch.arrival_ns.astype("<i8").tobytes(),
-            ]
-        )
+        index = _index(batch)
         size = HEADER.size + len(index) + len(payload) + TRAILER_STRUCT.size
         header = HEADER.pack(MAGIC, n, len(payload), self.current)
-        trailer = TRAILER_STRUCT.pack(TRAILER, size, self.current) + END_STRUCT.pack(
-            END, self.current
-        )
+        trailer = self._trailer(size)
         area = self._area
-        if area is not None and self._position + size + END_STRUCT.size <= len(area):
+        mapped = area is not None and self._position + size + END_STRUCT.size <= len(area)
+        if mapped:
             _write_mapped(area, self._position, header, index, payload, trailer)
-            if not self.mapped_records:
-                log.info("journal %s: writing through memory maps (tmpfs)", self.directory)
-            self.mapped_records += 1
         else:
             written = os.pwritev(self._fd, [header, index, payload, trailer], self._position)
             if written != size + END_STRUCT.size:  # a full disk: say so, do not lose data
                 raise OSError(f"journal {self.directory}: short write ({written} of {size} bytes)")
+        self._count(size, mapped=mapped)
+
+    def _trailer(self, size: int) -> bytes:
+        """A record's trailer, followed by the segment's new end marker."""
+        return TRAILER_STRUCT.pack(TRAILER, size, self.current) + END_STRUCT.pack(END, self.current)
+
+    def _count(self, size: int, *, mapped: bool, slots: bool = False) -> None:
+        """Account for a record of ``size`` bytes just written at the position."""
+        if mapped and not self.mapped_records:
+            log.info("journal %s: writing through memory maps (tmpfs)", self.directory)
+        self.mapped_records += mapped
+        self.slot_records += slots
         self._position += size
         self.records += 1
         self.bytes_written += size
@@ -228,20 +229,10 @@ class Journal:
         area, at, n = self._area, self._position, len(batch)
         assert area is not None
         span = int(batch.offsets[-1] + batch.lengths[-1])
-        index = b"".join(
-            [
-                batch.offsets.astype("<u4").tobytes(),
-                batch.lengths.astype("<u4").tobytes(),
-                batch.source_address.astype("<u8").tobytes(),
-                batch.source_port.astype("<u2").tobytes(),
-                batch.arrival_ns.astype("<i8").tobytes(),
-            ]
-        )
+        index = batch.offsets.astype("<u4").tobytes() + _index(batch)
         size = HEADER.size + span + len(index) + TRAILER_STRUCT.size
         header = HEADER.pack(MAGIC_SLOTS, n, span, self.current)
-        trailer = TRAILER_STRUCT.pack(TRAILER, size, self.current) + END_STRUCT.pack(
-            END, self.current
-        )
+        trailer = self._trailer(size)
         body = at + HEADER.size + span
         area[body : body + len(index)] = np.frombuffer(index, np.uint8)
         area[body + len(index) : body + len(index) + len(trailer)] = np.frombuffer(
@@ -249,14 +240,7 @@ class Journal:
         )
         area[at : at + HEADER.size] = np.frombuffer(header, np.uint8)  # last: see _write_mapped
         self._slots = None
-        if not self.mapped_records:
-            log.info("journal %s: writing through memory maps (tmpfs)", self.directory)
-        self.mapped_records += 1
-        self.slot_records += 1
-        self._position += size
-        self.records += 1
-        self.bytes_written += size
-        self.appended_since_rotate += 1
+        self._count(size, mapped=True, slots=True)
 
     def rotate(self) -> int:
         """Start a new segment; returns its number (everything before it is closed).
@@ -463,6 +447,18 @@ class Journal:
                 with self._files:
                     if _recyclable(path):
                         path.rename(self.directory / _spare_name(self.current))
+
+
+def _index(batch: DatagramBatch) -> bytes:
+    """A record's index columns (see the module docstring), little-endian."""
+    return b"".join(
+        [
+            batch.lengths.astype("<u4").tobytes(),
+            batch.source_address.astype("<u8").tobytes(),
+            batch.source_port.astype("<u2").tobytes(),
+            batch.arrival_ns.astype("<i8").tobytes(),
+        ]
+    )
 
 
 def _write_mapped(
