@@ -140,6 +140,20 @@ class Collector:
             time.sleep(0.02)
         raise AssertionError(f"collector received {self.metrics()} < {count}")
 
+    def received_when_settled(self, quiet: float = 1.0, timeout: float = 60.0) -> int:
+        """The datagrams received once the count has not moved for ``quiet`` seconds (a
+        flood still in the socket buffer is counted batch by batch)."""
+        deadline = time.monotonic() + timeout
+        last, since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            now = int((self.metrics() or {}).get("egress_datagrams_received_total", 0))
+            if now != last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return now
+            time.sleep(0.05)
+        raise AssertionError(f"the received count never settled: {self.metrics()}")
+
     def kill9(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
