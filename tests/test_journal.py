@@ -324,6 +324,15 @@ def _in_place(j: Journal, batch: DatagramBatch, reserve: int) -> DatagramBatch:
     )
 
 
+def _after_kill(j: Journal, path) -> tuple[list, int]:
+    """What a restart replays of the open segment, and the torn records it counts, when the
+    process is killed now (its file is closed, nothing else is done)."""
+    seg = j.current
+    os.close(j._fd)
+    again = Journal(path)
+    return _flat(again.replay(seg, seg)), again.torn_records
+
+
 def test_mapped_records_are_the_bytes_pwritev_writes(tmp_path):
     """The same batches through the map (in place, copied, and past the map's end) and
     through pwritev give byte-identical segment files."""
@@ -365,11 +374,7 @@ def test_killed_after_packing_before_the_header_replays_what_was_journaled(tmp_p
     first = _batch(b"f", 20)
     j.append(first)
     _in_place(j, _batch(b"lost", 30), reserve=30)  # packed, then kill -9 before append
-    seg = j.current
-    os.close(j._fd)  # what a killed process leaves: no close() bookkeeping
-    again = Journal(tmp_path)
-    assert _flat(again.replay(seg, seg)) == _flat([first])
-    assert again.torn_records == 0
+    assert _after_kill(j, tmp_path) == (_flat([first]), 0)
 
 
 def test_no_area_is_offered_past_the_map_or_without_one(tmp_path):
@@ -452,11 +457,7 @@ def test_killed_after_receiving_into_slots_replays_what_was_journaled(tmp_path):
     first = _batch(b"f", 20)
     j.append(first)
     _in_slots(j, _batch(b"lost", 30))  # received, then kill -9 before append
-    seg = j.current
-    os.close(j._fd)
-    again = Journal(tmp_path)
-    assert _flat(again.replay(seg, seg)) == _flat([first])
-    assert again.torn_records == 0
+    assert _after_kill(j, tmp_path) == (_flat([first]), 0)
 
 
 def test_a_torn_slot_record_is_counted(tmp_path):
@@ -467,11 +468,7 @@ def test_a_torn_slot_record_is_counted(tmp_path):
     j.append(_in_slots(j, _batch(b"t", 30)))
     size = j._position - at
     j._area[at + size - 8 : at + size] = 0  # the trailer's segment number, cut
-    seg = j.current
-    os.close(j._fd)
-    again = Journal(tmp_path)
-    assert _flat(again.replay(seg, seg)) == _flat([first])
-    assert again.torn_records == 1
+    assert _after_kill(j, tmp_path) == (_flat([first]), 1)
 
 
 def test_slots_offered_before_a_rotation_are_copied_after_it(tmp_path):
