@@ -202,7 +202,7 @@ class Journal:
         area = self._area
         mapped = area is not None and self._position + size + END_STRUCT.size <= len(area)
         if mapped:
-            _write_mapped(area, self._position, header, index, payload, trailer)
+            _write_mapped(area, self._position, header, [index, payload, trailer])
         else:
             written = os.pwritev(self._fd, [header, index, payload, trailer], self._position)
             if written != size + END_STRUCT.size:  # a full disk: say so, do not lose data
@@ -226,19 +226,14 @@ class Journal:
 
     def _append_slots(self, batch: DatagramBatch) -> None:
         """Write a slot record around datagrams received into the map (see slot_area)."""
-        area, at, n = self._area, self._position, len(batch)
+        area, n = self._area, len(batch)
         assert area is not None
         span = int(batch.offsets[-1] + batch.lengths[-1])
         index = batch.offsets.astype("<u4").tobytes() + _index(batch)
         size = HEADER.size + span + len(index) + TRAILER_STRUCT.size
         header = HEADER.pack(MAGIC_SLOTS, n, span, self.current)
         trailer = self._trailer(size)
-        body = at + HEADER.size + span
-        area[body : body + len(index)] = np.frombuffer(index, np.uint8)
-        area[body + len(index) : body + len(index) + len(trailer)] = np.frombuffer(
-            trailer, np.uint8
-        )
-        area[at : at + HEADER.size] = np.frombuffer(header, np.uint8)  # last: see _write_mapped
+        _write_mapped(area, self._position, header, [batch.buffer[:span], index, trailer])
         self._slots = None
         self._count(size, mapped=True, slots=True)
 
@@ -462,24 +457,19 @@ def _index(batch: DatagramBatch) -> bytes:
 
 
 def _write_mapped(
-    area: np.ndarray,
-    at: int,
-    header: bytes,
-    index: bytes,
-    payload: memoryview | bytes,
-    trailer: bytes,
+    area: np.ndarray, at: int, header: bytes, pieces: list[memoryview | bytes | np.ndarray]
 ) -> None:
-    """Write a record into a segment's map at ``at``; the trailer ends with the next end
-    marker. The header goes last: a process killed before it leaves the previous end
-    marker in place, so replay ends cleanly before this record (read but not journaled:
-    the same window a ``pwritev`` has)."""
-    body = at + len(header) + len(index)
-    source = np.frombuffer(payload, np.uint8)
-    if source.ctypes.data != area.ctypes.data + body:  # not packed in place by the receiver
-        area[body : body + len(source)] = source  # numpy copies overlapping ranges safely
-    area[at + len(header) : body] = np.frombuffer(index, np.uint8)
-    end = body + len(source)
-    area[end : end + len(trailer)] = np.frombuffer(trailer, np.uint8)
+    """Write a record into a segment's map at ``at``: ``pieces`` one after the other after
+    the header, the last ending with the next end marker. A piece already in its place (as
+    the receiver put it) is not copied. The header goes last: a process killed before it
+    leaves the previous end marker in place, so replay ends cleanly before this record
+    (read but not journaled: the same window a ``pwritev`` has)."""
+    position = at + len(header)
+    for piece in pieces:
+        source = np.frombuffer(piece, np.uint8)
+        if source.ctypes.data != area.ctypes.data + position:
+            area[position : position + len(source)] = source  # overlapping ranges are safe
+        position += len(source)
     area[at : at + len(header)] = np.frombuffer(header, np.uint8)
 
 

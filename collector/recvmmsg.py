@@ -190,16 +190,11 @@ class MultiReceiver:
         self.stride = stride
         self._heads_target = target  # kept alive while the kernel may write into it
 
-    @property
-    def heads_target(self) -> np.ndarray:
-        """Where the head slots are received now (see :meth:`aim_heads`)."""
-        return self._heads_target
-
     def gather(self, filled: int, packed: np.ndarray | None) -> Gathered:
         """Pack the first ``filled`` slots' payloads into ``packed`` (at least the sum of
         their lengths), or with None leave them in their head slots (offsets then index
-        :attr:`heads_target`, and a datagram longer than a head slot is cut there: see
-        ``Gathered.longer``), and read their lengths and sources; the slots are free
+        the target given to :meth:`aim_heads`, and a datagram longer than a head slot is
+        cut there: see ``Gathered.longer``), and read their lengths and sources; the slots are free
         again afterwards."""
         from collector._slabkernel import gather_slots
 
