@@ -80,13 +80,21 @@ def write_section(name: str, body: str) -> None:
 
 def proc_status_kb(field: str) -> int:
     """A kB field of /proc/self/status (VmRSS, VmHWM, RssAnon...); 0 where unavailable."""
+    return proc_status_kbs((field,))[0]
+
+
+def proc_status_kbs(fields: tuple[str, ...], pid: int | str = "self") -> list[int]:
+    """kB fields of /proc/PID/status, read once; 0 for each one unavailable (a process
+    gone, another system)."""
+    found = dict.fromkeys(fields, 0)
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            name, _, rest = line.partition(":")
+            if name in found:
+                found[name] = int(rest.split()[0])
     except OSError:
         pass
-    return 0
+    return [found[f] for f in fields]
 
 
 class PeakMemory:

@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.common import BENCH_DIR
+from benchmarks.common import BENCH_DIR, proc_status_kbs
 from benchmarks.corpora import (
     MONTH,
     MemberIndex,
@@ -179,6 +179,9 @@ class Usage:
     peak_shared_mb: float = 0.0
 
 
+MEMORY_FIELDS = ("RssAnon", "RssFile", "RssShmem")
+
+
 class _MemorySampler:
     """Peaks of private and shared resident memory of a process and its descendants."""
 
@@ -191,7 +194,7 @@ class _MemorySampler:
 
     def _run(self, interval: float) -> None:
         while not self._stop.wait(interval):
-            rows = [_status_kb(p) for p in _tree(self.pid)]
+            rows = [proc_status_kbs(MEMORY_FIELDS, p) for p in _tree(self.pid)]
             self.private_kb = max(self.private_kb, sum(r[0] + r[1] for r in rows))
             self.shared_kb = max(self.shared_kb, sum(r[2] for r in rows))
 
@@ -213,17 +216,6 @@ def _tree(pid: int) -> list[int]:
                 with contextlib.suppress(OSError):
                     todo += [int(c) for c in (task / "children").read_text().split()]
     return found
-
-
-def _status_kb(pid: int) -> tuple[int, int, int]:
-    """(RssAnon, RssFile, RssShmem) of a process in kB; zeros once it is gone."""
-    fields = {"RssAnon:": 0, "RssFile:": 0, "RssShmem:": 0}
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            parts = line.split()
-            if parts and parts[0] in fields:
-                fields[parts[0]] = int(parts[1])
-    return fields["RssAnon:"], fields["RssFile:"], fields["RssShmem:"]
 
 
 def pinned(cmd: list[str], cpu: int | str | None) -> list[str]:
