@@ -258,6 +258,37 @@ def test_the_reserve_grows_spares_to_the_peak_rate_at_idle_priority(tmp_path):
     assert not reserve._thread.is_alive()
 
 
+def test_mapped_spares_have_their_pages_in_the_page_table(tmp_path):
+    """map_spares populates (MADV_POPULATE_WRITE): the map's pages are resident in this
+    process at once, before any write touches them; a map replaced is released."""
+    j = Journal(tmp_path, mapped=True)
+    j.append(_batch(b"p", 4))
+    _retire_all(j)
+    assert j.grow_spare(4 << 20, step=4 << 20)
+    assert j.map_spares() == 1
+    (area,) = j._maps.values()
+    assert _resident_bytes(area.ctypes.data) == len(area) == 4 << 20
+    area[:4] = np.frombuffer(b"kept", np.uint8)
+    # Grown, the spare is mapped again; the smaller map it replaces loses its page table
+    # entries (not its pages: a view still reading it sees the file as it is).
+    assert j.grow_spare(8 << 20, step=4 << 20)
+    assert j.map_spares() == 1
+    (grown,) = j._maps.values()
+    assert _resident_bytes(grown.ctypes.data) == len(grown) == 8 << 20
+    assert _resident_bytes(area.ctypes.data) == 0
+    assert bytes(area[:4]) == bytes(grown[:4]) == b"kept"
+
+
+def _resident_bytes(address: int) -> int:
+    """Rss of the mapping that starts at ``address``, from /proc/self/smaps."""
+    lines = Path("/proc/self/smaps").read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.split("-", 1)[0] == f"{address:x}":
+            rss = next(entry for entry in lines[i + 1 :] if entry.startswith("Rss:"))
+            return int(rss.split()[1]) * 1024
+    raise AssertionError(f"no mapping at {address:#x}")
+
+
 def _all_spares_mapped(j: Journal, target: int) -> bool:
     sizes = [(p.stat().st_size, p.stat().st_ino) for p in j._spare_paths()]
     return all(size >= target and len(j._maps.get(ino, ())) == size for size, ino in sizes)
