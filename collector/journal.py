@@ -315,7 +315,8 @@ class Journal:
             fd = os.open(path, os.O_RDWR)
             try:
                 os.posix_fallocate(fd, size, grow)
-                _load_pages(fd, size, grow)
+                if not self.mapped:  # tmpfs allocates pages; map_spares then maps them
+                    _load_pages(fd, size, grow)
             finally:
                 os.close(fd)
         return True
