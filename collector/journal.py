@@ -52,11 +52,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
-import errno
-import functools
 import logging
-import mmap
 import os
 import struct
 import threading
@@ -67,6 +63,7 @@ from typing import BinaryIO
 import numpy as np
 
 from collector.datagrams import DatagramBatch
+from collector.filemap import FileMap, libc
 
 log = logging.getLogger("egress.collect")
 
@@ -85,9 +82,6 @@ SLOT_INDEX_BYTES_PER_DATAGRAM = 4 + INDEX_BYTES_PER_DATAGRAM  # and each one's o
 SPARES = 2  # retired segments kept for reuse
 GROW_STEP = 2 << 20  # bytes a spare grows by per call of Journal.grow_spare
 TMPFS_MAGIC = 0x01021994
-MADV_POPULATE_WRITE = 23  # Linux 5.14+
-MADV_DONTNEED = 4
-POPULATE_STEP = 1 << 20  # bytes of a map populated per call (see _populate_for_writing)
 
 
 def _segment_name(number: int) -> str:
@@ -111,7 +105,7 @@ class Journal:
         # payload_area. On a disk file system written-back pages fault again on the next
         # write (ext4 page_mkwrite), which pwritev does not pay.
         self.mapped = on_tmpfs(self.directory) if mapped is None else mapped
-        self._maps: dict[int, np.ndarray] = {}  # inode -> its file mapped, pages populated
+        self._maps: dict[int, FileMap] = {}  # inode -> its file mapped, pages populated
         self._area: np.ndarray | None = None  # the open segment's mapping, if it has one
         self._slots: np.ndarray | None = None  # the area slot_area handed out last...
         self._slots_at = -1  # ...for a record at this position
@@ -141,7 +135,8 @@ class Journal:
                 # The largest: the fewer new blocks and pages a segment needs, the cheaper.
                 os.rename(max(spares, key=lambda p: p.stat().st_size), path)
                 fd = os.open(path, os.O_RDWR)
-                self._area = self._maps.get(os.fstat(fd).st_ino)
+                known = self._maps.get(os.fstat(fd).st_ino)
+                self._area = None if known is None else known.view
             else:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
                 self._area = None
@@ -327,8 +322,9 @@ class Journal:
         through a map too. Returns how many files were mapped."""
         done = self.map_spares()
         if self.mapped and self._area is None:
-            self._area = self._map_file(self._fd)
-            done += self._area is not None
+            mapped = self._map_file(self._fd)
+            self._area = None if mapped is None else mapped.view
+            done += mapped is not None
         return done
 
     def map_spares(self) -> int:
@@ -352,29 +348,31 @@ class Journal:
                 os.close(fd)
         return done
 
-    def _map_file(self, fd: int) -> np.ndarray | None:
+    def _map_file(self, fd: int) -> FileMap | None:
         """Map the file of ``fd`` over its whole size, its pages populated, and keep the map
-        (by inode); None when it already is, is empty, or its pages cannot be had."""
+        (by inode); a file mapped before and grown since has only its addition populated.
+        None when it is mapped whole already, is empty, or its pages cannot be had."""
         info = os.fstat(fd)
         known = self._maps.get(info.st_ino)
         if info.st_size == 0 or (known is not None and len(known) >= info.st_size):
             return None
-        area = np.frombuffer(mmap.mmap(fd, info.st_size), np.uint8)
-        if not _populate_for_writing(area):
+        if known is not None and info.st_size <= known.reserved:
+            return known if known.extend(info.st_size) else None
+        mapped = FileMap.of(fd)
+        if mapped is None:
             return None  # no memory for its pages: keep writing with pwritev
         with self._files:
-            known = self._maps.get(info.st_ino)
-            self._maps[info.st_ino] = area
+            self._maps[info.st_ino] = mapped
         if known is not None:
-            _release_pages(known)  # the smaller map this one replaces
-        return area
+            known.release_pages()  # outgrown its address space: the new map replaces it
+        return mapped
 
     def _forget_map(self, path: Path) -> None:
         """Drop the map of a file about to be deleted (callers hold ``_files``)."""
         with contextlib.suppress(FileNotFoundError):
             known = self._maps.pop(path.stat().st_ino, None)
             if known is not None:
-                _release_pages(known)
+                known.release_pages()
 
     def _spare_paths(self) -> list[Path]:
         return [self.directory / _spare_name(n) for n in self.spares()]
@@ -439,8 +437,8 @@ class Journal:
         """Close the open segment; one with nothing written is kept as a spare (a file of
         that size is what the next start writes over)."""
         with self._files:
-            for area in self._maps.values():
-                _release_pages(area)
+            for mapped in self._maps.values():
+                mapped.release_pages()
             self._maps.clear()  # unmapped once the last batch viewing one is gone
         self._area = None
         if self._fd >= 0:
@@ -482,64 +480,15 @@ def _write_mapped(
     area[at : at + len(header)] = np.frombuffer(header, np.uint8)
 
 
-@functools.cache
-def _libc() -> ctypes.CDLL | None:
-    path = ctypes.util.find_library("c")
-    if path is None:
-        return None
-    libc = ctypes.CDLL(path, use_errno=True)
-    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    libc.madvise.restype = ctypes.c_int
-    return libc
-
-
 def on_tmpfs(directory: Path) -> bool:
     """Whether ``directory`` is on tmpfs (statfs f_type); False where that cannot be told."""
-    libc = _libc()
-    if libc is None:
+    lib = libc()
+    if lib is None:
         return False
     buffer = ctypes.create_string_buffer(256)  # struct statfs; f_type is its first field
-    if libc.statfs(os.fsencode(directory), buffer) != 0:
+    if lib.statfs(os.fsencode(directory), buffer) != 0:
         return False
     return ctypes.c_long.from_buffer(buffer).value == TMPFS_MAGIC
-
-
-def _populate_for_writing(area: np.ndarray) -> bool:
-    """Fault in a shared map's pages writable now (Linux 5.14+; older kernels refuse the
-    advice, and the first writes fault as they come). False when the pages cannot be had:
-    a write to such a map would end the process (SIGBUS) rather than fail.
-
-    In steps of ``POPULATE_STEP``: the advice holds the process's memory-map lock, which
-    the receiving thread needs whenever it maps or unmaps memory (numpy's large arrays);
-    one call over a whole spare held it for a tenth of a second or more. Through ctypes,
-    which lets go of the GIL during the call: ``mmap.madvise`` keeps it, and the receiving
-    thread then waited for the reserve's idle-priority thread to finish each step (GIL
-    waits of the receiving thread seen at 205,000 datagrams/s while spares were mapped)."""
-    libc = _libc()
-    if libc is None:
-        return True
-    base = area.ctypes.data
-    for start in range(0, len(area), POPULATE_STEP):
-        length = min(POPULATE_STEP, len(area) - start)
-        if libc.madvise(base + start, length, MADV_POPULATE_WRITE) != 0:
-            return ctypes.get_errno() == errno.EINVAL
-    return True
-
-
-def _release_pages(area: np.ndarray) -> None:
-    """Drop a map's page table entries (MADV_DONTNEED) before the map itself is dropped.
-
-    The file's pages stay (a view still reading the map faults them back in, unchanged);
-    what goes is the teardown that would otherwise happen in ``munmap`` when the map's
-    last reference goes: Python 3.11's mmap object unmaps holding the GIL, tens of
-    milliseconds for a populated map of several GB, during which the receiving thread
-    cannot run. Through ctypes the GIL is free meanwhile."""
-    libc = _libc()
-    if libc is None:
-        return
-    base = area.ctypes.data
-    for start in range(0, len(area), POPULATE_STEP):
-        libc.madvise(base + start, min(POPULATE_STEP, len(area) - start), MADV_DONTNEED)
 
 
 def _numbered(directory: Path, suffix: str) -> list[int]:

@@ -260,23 +260,25 @@ def test_the_reserve_grows_spares_to_the_peak_rate_at_idle_priority(tmp_path):
 
 def test_mapped_spares_have_their_pages_in_the_page_table(tmp_path):
     """map_spares populates (MADV_POPULATE_WRITE): the map's pages are resident in this
-    process at once, before any write touches them; a map replaced is released."""
+    process at once, before any write touches them; a spare grown since has its addition
+    populated in the same map; a map forgotten is released."""
     j = Journal(tmp_path, mapped=True)
     j.append(_batch(b"p", 4))
     _retire_all(j)
     assert j.grow_spare(4 << 20, step=4 << 20)
     assert j.map_spares() == 1
-    (area,) = j._maps.values()
-    assert _resident_bytes(area.ctypes.data) == len(area) == 4 << 20
+    (mapped,) = j._maps.values()
+    area = mapped.view
+    assert _resident_bytes(mapped.address) == len(area) == 4 << 20
     area[:4] = np.frombuffer(b"kept", np.uint8)
-    # Grown, the spare is mapped again; the smaller map it replaces loses its page table
-    # entries (not its pages: a view still reading it sees the file as it is).
     assert j.grow_spare(8 << 20, step=4 << 20)
     assert j.map_spares() == 1
-    (grown,) = j._maps.values()
-    assert _resident_bytes(grown.ctypes.data) == len(grown) == 8 << 20
-    assert _resident_bytes(area.ctypes.data) == 0
-    assert bytes(area[:4]) == bytes(grown[:4]) == b"kept"
+    assert list(j._maps.values()) == [mapped]  # the same map, populated further
+    assert _resident_bytes(mapped.address) == len(mapped.view) == 8 << 20
+    assert bytes(mapped.view[:4]) == b"kept"
+    j.remove_spares()  # forgotten: released, while a view may still read it
+    assert _resident_bytes(mapped.address) == 0
+    assert bytes(area[:4]) == b"kept"
 
 
 def _resident_bytes(address: int) -> int:
