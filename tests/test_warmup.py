@@ -39,14 +39,7 @@ for kernel in (
 
 
 def test_the_warm_up_compiles_for_writable_and_read_only_buffers(tmp_path):
-    scenario = v5_scenario(tmp_path, members=3, spec=TrafficSpec(seed=2, flows=50))
-    out = subprocess.run(
-        [sys.executable, "-c", CODE, str(scenario.config)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    seen = dict(line.split() for line in out.stdout.splitlines())
+    seen = dict(line.split() for line in _in_a_fresh_process(CODE, tmp_path).splitlines())
     assert seen == {
         "attribute_v5": "read-only,writable",
         "attribute_records": "read-only,writable",
@@ -74,14 +67,18 @@ print(usage.height, before, "pyarrow" in sys.modules)
 def test_the_warm_up_commit_loads_what_a_first_commit_needs(tmp_path):
     """A first commit registers a frame with DuckDB, which imports pyarrow holding the GIL
     (the receiving thread waited 250 ms for it): the warm-up does it, in memory."""
-    scenario = v5_scenario(tmp_path, members=3, spec=TrafficSpec(seed=2, flows=50))
-    out = subprocess.run(
-        [sys.executable, "-c", COMMIT_CODE, str(scenario.config)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    rows, before, after = out.stdout.split()
+    rows, before, after = _in_a_fresh_process(COMMIT_CODE, tmp_path).split()
     assert int(rows) > 0  # the samples' usage: the frame path is taken, not skipped
     assert (before, after) == ("False", "True")
     assert not any(tmp_path.rglob("*.duckdb"))  # nothing written where the collector keeps data
+
+
+def _in_a_fresh_process(code: str, tmp_path) -> str:
+    """What ``code`` prints, run in a new interpreter on a small v5 scenario's config."""
+    scenario = v5_scenario(tmp_path, members=3, spec=TrafficSpec(seed=2, flows=50))
+    return subprocess.run(
+        [sys.executable, "-c", code, str(scenario.config)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
