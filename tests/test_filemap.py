@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from collector.filemap import FileMap
+from tests.smaps import mapping_fields
 
 
 def _file(path: Path, size: int) -> int:
@@ -16,26 +17,12 @@ def _file(path: Path, size: int) -> int:
     return fd
 
 
-def _mapping(address: int) -> dict[str, int] | None:
-    """Size and Rss (bytes) of this process's mapping that starts at ``address``."""
-    lines = Path("/proc/self/smaps").read_text().splitlines()
-    for i, line in enumerate(lines):
-        if line.split("-", 1)[0] == f"{address:x}":
-            fields = {}
-            for entry in lines[i + 1 : i + 8]:
-                name, _, value = entry.partition(":")
-                if value.strip().endswith("kB"):
-                    fields[name] = int(value.split()[0]) * 1024
-            return fields
-    return None
-
-
 def test_a_map_grows_in_place_and_only_its_addition_is_populated(tmp_path):
     fd = _file(tmp_path / "f", 1 << 20)
     try:
         mapped = FileMap.of(fd)
         assert mapped is not None and len(mapped) == len(mapped.view) == 1 << 20
-        region = _mapping(mapped.address)
+        region = mapping_fields(mapped.address)
         assert region["Size"] == mapped.reserved  # address space for growth...
         assert region["Rss"] == 1 << 20  # ...populated only where the file is
         first = mapped.view
@@ -43,7 +30,7 @@ def test_a_map_grows_in_place_and_only_its_addition_is_populated(tmp_path):
         os.posix_fallocate(fd, 1 << 20, 1 << 20)
         assert mapped.extend(2 << 20)
         assert mapped.view.ctypes.data == first.ctypes.data  # the same map, not a new one
-        assert _mapping(mapped.address)["Rss"] == 2 << 20
+        assert mapping_fields(mapped.address)["Rss"] == 2 << 20
         assert bytes(mapped.view[(1 << 20) - 3 : 1 << 20]) == b"end"
         assert os.pread(fd, 3, (1 << 20) - 3) == b"end"  # written through to the file
         assert not mapped.extend(mapped.reserved + 4096)  # past its address space: refused
@@ -60,12 +47,12 @@ def test_released_pages_still_read_and_the_last_view_unmaps(tmp_path):
     view[:] = np.arange(10, dtype=np.uint8)
     address = mapped.address
     mapped.release_pages()
-    assert _mapping(address)["Rss"] == 0
+    assert mapping_fields(address)["Rss"] == 0
     assert view.tolist() == list(range(10))  # faulted back in from the file, unchanged
     del mapped
-    assert _mapping(address) is not None  # a view of it is alive: still mapped
+    assert mapping_fields(address) is not None  # a view of it is alive: still mapped
     del view  # the last reference: unmapped at once (no cycle left to the collector)
-    assert _mapping(address) is None
+    assert mapping_fields(address) is None
 
 
 def test_an_empty_file_is_not_mapped(tmp_path):

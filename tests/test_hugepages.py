@@ -14,6 +14,7 @@ from accounting import members as members_module
 from accounting.hugepages import HUGE_PAGE, MIN_BYTES, in_huge_pages
 from collector.synth.model import make_members
 from tests.flow_builders import member_table
+from tests.smaps import mapping_fields
 
 
 def _thp_mode() -> str | None:
@@ -22,20 +23,6 @@ def _thp_mode() -> str | None:
         return None
     text = path.read_text()
     return text[text.index("[") + 1 : text.index("]")]
-
-
-def _anon_huge_kib(address: int) -> int:
-    """AnonHugePages of the mapping holding ``address`` (/proc/self/smaps)."""
-    lines = Path("/proc/self/smaps").read_text().splitlines()
-    inside = False
-    for line in lines:
-        head = line.split()[0]
-        if "-" in head and all(c in "0123456789abcdef-" for c in head):
-            lo, hi = (int(x, 16) for x in head.split("-"))
-            inside = lo <= address < hi
-        elif inside and line.startswith("AnonHugePages:"):
-            return int(line.split()[1])
-    return 0
 
 
 def test_large_tables_are_copied_aligned_and_equal():
@@ -47,7 +34,7 @@ def test_large_tables_are_copied_aligned_and_equal():
     assert moved.flags.c_contiguous and moved.flags.writeable
     assert np.array_equal(moved, table)
     if _thp_mode() in ("always", "madvise"):
-        assert _anon_huge_kib(moved.ctypes.data) >= HUGE_PAGE // 1024
+        assert (mapping_fields(moved.ctypes.data) or {}).get("AnonHugePages", 0) >= HUGE_PAGE
     else:
         pytest.skip(f"transparent huge pages are {_thp_mode()!r} here: alignment checked only")
 

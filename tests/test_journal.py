@@ -13,6 +13,7 @@ import pytest
 from collector.datagrams import DatagramBatch
 from collector.journal import END_STRUCT, SPARES, Journal, on_tmpfs
 from collector.spare_reserve import SpareReserve
+from tests.smaps import mapping_fields
 
 
 def _batch(tag: bytes, n: int) -> DatagramBatch:
@@ -269,26 +270,16 @@ def test_mapped_spares_have_their_pages_in_the_page_table(tmp_path):
     assert j.map_spares() == 1
     (mapped,) = j._maps.values()
     area = mapped.view
-    assert _resident_bytes(mapped.address) == len(area) == 4 << 20
+    assert mapping_fields(mapped.address)["Rss"] == len(area) == 4 << 20
     area[:4] = np.frombuffer(b"kept", np.uint8)
     assert j.grow_spare(8 << 20, step=4 << 20)
     assert j.map_spares() == 1
     assert list(j._maps.values()) == [mapped]  # the same map, populated further
-    assert _resident_bytes(mapped.address) == len(mapped.view) == 8 << 20
+    assert mapping_fields(mapped.address)["Rss"] == len(mapped.view) == 8 << 20
     assert bytes(mapped.view[:4]) == b"kept"
     j.remove_spares()  # forgotten: released, while a view may still read it
-    assert _resident_bytes(mapped.address) == 0
+    assert mapping_fields(mapped.address)["Rss"] == 0
     assert bytes(area[:4]) == b"kept"
-
-
-def _resident_bytes(address: int) -> int:
-    """Rss of the mapping that starts at ``address``, from /proc/self/smaps."""
-    lines = Path("/proc/self/smaps").read_text().splitlines()
-    for i, line in enumerate(lines):
-        if line.split("-", 1)[0] == f"{address:x}":
-            rss = next(entry for entry in lines[i + 1 :] if entry.startswith("Rss:"))
-            return int(rss.split()[1]) * 1024
-    raise AssertionError(f"no mapping at {address:#x}")
 
 
 def _all_spares_mapped(j: Journal, target: int) -> bool:
