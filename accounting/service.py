@@ -166,6 +166,10 @@ class Committer(Protocol):
     def __call__(self, payload: FlushPayload, wait_seconds: float) -> str | None:
         """Commit; None when done, else why not (the caller keeps the data and retries)."""
 
+    def warm_up(self, usage: pl.DataFrame) -> None:
+        """Before receiving: load in this process what a first commit of ``usage`` needs
+        (nothing is written)."""
+
 
 class DirectCommitter:
     """Commits in this process (the one-worker collector)."""
@@ -180,6 +184,9 @@ class DirectCommitter:
         except StoreError as exc:
             return str(exc)
         return None
+
+    def warm_up(self, usage: pl.DataFrame) -> None:
+        warm_up_commit(usage)
 
 
 COMMIT_NICE = 19
@@ -326,7 +333,7 @@ class CollectorService:
         socket buffer. Nothing of it is kept."""
         started = time.monotonic()
         sample_usage = load_kernels(self.table, self.config.billing.bin_seconds * 1000)
-        warm_up_commit(usage_frame(sample_usage, self.table))
+        self.committer.warm_up(usage_frame(sample_usage, self.table))
         self.listener.warm_up()
         log.debug("kernels loaded in %.2f s", time.monotonic() - started)
         started = time.monotonic()

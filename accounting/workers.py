@@ -21,6 +21,8 @@ import threading
 import time
 from pathlib import Path
 
+import polars as pl
+
 from accounting.collector_config import journal_root
 from accounting.config import Config, load_config
 from accounting.service import SERVICE_PACKED_RING, CollectorService, FlushPayload, commit_payload
@@ -41,6 +43,9 @@ class PipeCommitter:
     def __call__(self, payload: FlushPayload, wait_seconds: float) -> str | None:
         self.conn.send((payload, wait_seconds))
         return self.conn.recv()
+
+    def warm_up(self, usage: pl.DataFrame) -> None:
+        """Nothing: the parent commits, in a process that does not receive."""
 
 
 class NullListener:
